@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Installs and builds everything trapdiff needs, and is quick when it is all there.
+#   ci/setup.sh            packages + default kernel + refhyp + kvm-agent
+#   ci/setup.sh packages   system packages only
+# Debian 12 is the proven platform (see DESIGN.md "Toolchains"). As root it installs system
+# packages with apt; otherwise it prints the exact command and exits 1.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/build"
+mkdir -p "$CACHE"
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# ---- system packages -------------------------------------------------------------------
+PKGS=(rustc-web rust-web-src cargo-web lld gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+      libstd-rust-web-dev:arm64 binutils-arm-none-eabi cmake libclang-dev pkg-config cpio gzip zstd ca-certificates)
+BACKPORT_PKGS=(qemu-system-arm)
+
+missing_pkgs() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"
+    done
+}
+
+main_mirror() {
+    # The backports suite must come from the same mirror as the main suite.
+    local uri=""
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    fi
+    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+        uri=$(awk '$1=="deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+    fi
+    echo "$uri"
+}
+
+qemu_ok() {
+    command -v qemu-system-aarch64 >/dev/null || return 1
+    local v
+    v=$(qemu-system-aarch64 --version | sed -n 's/.*version \([0-9]*\)\..*/\1/p')
+    [ "${v:-0}" -ge 8 ]
+}
+
+install_packages() {
+    local need need_bp codename
+    need=$(missing_pkgs "${PKGS[@]}")
+    need_bp=""
+    qemu_ok || need_bp="${BACKPORT_PKGS[*]}"
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then need="$need arch:arm64"; fi
+    if [ -z "$need" ] && [ -z "$need_bp" ]; then return 0; fi
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    if [ "$(id -u)" != 0 ]; then
+        log "missing system packages: $need $need_bp"
+        log "run as root:"
+        echo "  sudo dpkg --add-architecture arm64 && echo 'deb $(main_mirror) ${codename}-backports main' | sudo tee /etc/apt/sources.list.d/trapdiff-backports.list && sudo apt-get update && sudo apt-get install -y ${PKGS[*]} && sudo apt-get install -y -t ${codename}-backports ${BACKPORT_PKGS[*]}"
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    dpkg --add-architecture arm64
+    if [ -n "$need_bp" ] && [ "$codename" = bookworm ] && \
+       ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb $(main_mirror) bookworm-backports main" > /etc/apt/sources.list.d/trapdiff-backports.list
+    fi
+    log "installing system packages:$need $need_bp"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
+    if [ -n "$need_bp" ]; then
+        if [ "$codename" = bookworm ]; then
+            apt-get install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORT_PKGS[@]}" >/dev/null
+        else
+            apt-get install -y -qq --no-install-recommends "${BACKPORT_PKGS[@]}" >/dev/null
+        fi
+    fi
+}
+
+# ---- default guest kernel (Debian arm64 6.1), version pinned in ci/kernel.lock -----------
+install_kernel() {
+    local lock="$ROOT/ci/kernel.lock" pkg ver dir
+    if [ -f "$lock" ]; then
+        pkg=$(awk -F= '$1=="package" {print $2}' "$lock")
+        ver=$(awk -F= '$1=="version" {print $2}' "$lock")
+    fi
+    if [ -z "${pkg:-}" ]; then
+        # First pin: the newest linux-image-6.1.0-N-arm64 the archive offers.
+        pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-arm64$' | awk '{print $1}' | sort -V | tail -1)
+        [ -n "$pkg" ] || { log "no linux-image-6.1.0-*-arm64 package found (apt-get update as root?)"; exit 1; }
+    fi
+    dir="$CACHE/kernel/$pkg"
+    if [ -f "$dir/Image" ] && [ -f "$dir/release" ]; then return 0; fi
+    log "downloading $pkg:arm64${ver:+ $ver}"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    (cd "$dir.tmp" && apt-get download -qq "$pkg:arm64${ver:+=$ver}")
+    local deb
+    deb=$(ls "$dir.tmp"/*.deb)
+    dpkg -x "$deb" "$dir.tmp/root"
+    local vmlinuz
+    vmlinuz=$(ls "$dir.tmp"/root/boot/vmlinuz-* | head -1)
+    # The Debian arm64 vmlinuz is a gzip-compressed Image; QEMU's -kernel takes either form.
+    if gzip -t "$vmlinuz" 2>/dev/null; then gzip -dc "$vmlinuz" > "$dir.tmp/Image"; else cp "$vmlinuz" "$dir.tmp/Image"; fi
+    cp "$dir.tmp"/root/boot/config-* "$dir.tmp/config"
+    basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$dir.tmp/release"
+    ver=$(dpkg-deb -f "$deb" Version)
+    rm -rf "$dir.tmp/root" "$deb"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    printf 'package=%s\nversion=%s\nrelease=%s\n' "$pkg" "$ver" "$(cat "$dir/release")" > "$lock"
+    ln -sfn "$pkg" "$CACHE/kernel/default"
+    log "kernel $(cat "$dir/release") ready in $dir"
+}
+
+# ---- cross-built projects ---------------------------------------------------------------
+# Debian's rustc 1.96 with its own CARGO_HOME, so the two cargo versions never share a cache.
+debian_cargo() {
+    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_HOME="$CACHE/debian-cargo-home" \
+        CARGO_TARGET_DIR="$CACHE/cross-target" /usr/bin/cargo "$@"
+}
+
+build_refhyp() {
+    [ -f "$ROOT/oracles/refhyp/Cargo.toml" ] || return 0
+    (cd "$ROOT/oracles/refhyp" && debian_cargo build --release -q \
+        -Zbuild-std=core,compiler_builtins,alloc -Zbuild-std-features=compiler-builtins-mem \
+        --target aarch64-unknown-none)
+}
+
+build_agent() {
+    [ -f "$ROOT/harness/kvm-agent/Cargo.toml" ] || return 0
+    (cd "$ROOT/harness/kvm-agent" && \
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+        RUSTFLAGS="-C target-feature=+crt-static" \
+        debian_cargo build --release -q --target aarch64-unknown-linux-gnu)
+}
+
+what="${1:-all}"
+install_packages
+case "$what" in
+    packages) ;;
+    all) install_kernel; build_refhyp; build_agent ;;
+    *) log "unknown step '$what'"; exit 2 ;;
+esac
