@@ -3,12 +3,13 @@
 //! harness's lowering and decoding, the refhyp and the agent all read these constants.
 //!
 //! ```text
-//!   0x1000_0000  RUNTIME_BASE   runtime code: vectors, prologue, epilogue        (64 KiB, RX)
+//!   0x1000_0000  RUNTIME_BASE   runtime code: A64 (and A32 at +0x8000)           (64 KiB, RX)
 //!   0x1001_0000  PARAMS_BASE    case parameters written by the harness           (4 KiB, RW)
 //!   0x1001_1000  STACK_BASE     runtime stacks                                   (16 KiB, RW)
 //!   0x1002_0000  REPORT_BASE    report page: exceptions and final state          (4 KiB, RW)
 //!   0x1003_0000  TABLES_BASE    stage-1 translation tables built by the harness  (256 KiB)
 //!   0x1fff_f000  HARNESS_MMIO   no memory: a store is an exit (KVM) / S2 fault (refhyp)
+//!   [0x1000_0000, 0x1007_0000)  RUNTIME_SLOT: one RAM slot covering all of the above
 //!   [0x1000_0000, 0x2000_0000)  reserved: no case region may overlap it
 //! ```
 //! Protocol: the runtime records exception N in the report page, then stores N to
@@ -22,6 +23,9 @@ pub const RESERVED_BASE: u64 = 0x1000_0000;
 pub const RESERVED_END: u64 = 0x2000_0000;
 pub const RUNTIME_BASE: u64 = 0x1000_0000;
 pub const RUNTIME_SIZE: u64 = 0x1_0000;
+/// The A64 runtime starts at RUNTIME_BASE, the AArch32 (A32) runtime here; both are loaded
+/// once (`wire::HostMsg::SetRuntime`) and the job's entry picks one.
+pub const RUNTIME_A32_BASE: u64 = 0x1000_8000;
 pub const PARAMS_BASE: u64 = 0x1001_0000;
 pub const PARAMS_SIZE: u64 = 0x1000;
 pub const STACK_BASE: u64 = 0x1001_1000;
@@ -31,6 +35,9 @@ pub const REPORT_SIZE: u64 = 0x1000;
 pub const TABLES_BASE: u64 = 0x1003_0000;
 pub const TABLES_SIZE: u64 = 0x4_0000;
 pub const HARNESS_MMIO: u64 = 0x1fff_f000;
+/// The runtime's own memory, one RAM slot every backend maps before the job's slots.
+pub const RUNTIME_SLOT_BASE: u64 = RESERVED_BASE;
+pub const RUNTIME_SLOT_SIZE: u64 = TABLES_BASE + TABLES_SIZE - RESERVED_BASE;
 
 /// Offsets in the harness MMIO page.
 pub const EVENT: u64 = 0x00;

@@ -1,0 +1,21 @@
+//! Backends: each turns a case into an outcome.
+//!
+//! - `model`: the model oracle, in process.
+//! - `refhyp`: the reference EL2 hypervisor booted by QEMU (`qemu` + `live`).
+//! - `kvm`: the KVM agent inside a Linux kernel booted by QEMU, or native on arm64.
+//!
+//! Live backends share `live`: lower the case onto the guest runtime
+//! (`guest_payloads::lower`), send the job over the framed channel (`trapdiff_arch::wire`),
+//! and decode the report into an outcome (`guest_payloads::decode`).
+
+use trapdiff_arch::{Case, Outcome};
+
+/// A backend that runs cases.
+pub trait Backend: Send {
+    /// Short name used in reports: "model", "refhyp", "kvm".
+    fn name(&self) -> &str;
+    /// Run one case. Never panics on a bad case or a broken backend: infrastructure problems
+    /// come back as `End::BackendError` (and the backend restarts itself for the next case),
+    /// cases the backend cannot express here as `End::Skipped` with the reason.
+    fn run(&mut self, case: &Case) -> Outcome;
+}
