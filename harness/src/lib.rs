@@ -2,6 +2,11 @@
 
 pub mod backend;
 pub mod case_file;
+pub mod diff;
 pub mod disasm;
 pub mod doctor;
 pub mod paths;
+pub mod report;
+pub mod run;
+pub mod show;
+pub mod waivers;

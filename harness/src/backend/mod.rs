@@ -19,3 +19,7 @@ pub trait Backend: Send {
     /// cases the backend cannot express here as `End::Skipped` with the reason.
     fn run(&mut self, case: &Case) -> Outcome;
 }
+
+pub mod live;
+pub mod qemu;
+pub mod model;

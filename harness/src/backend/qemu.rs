@@ -1,0 +1,293 @@
+//! A live target process — QEMU running the refhyp or a kernel with the KVM agent, or the
+//! agent itself on a native arm64 host — and the framed channel over its stdin/stdout.
+//!
+//! A reader thread splits the target's output into frames and console lines; a writer thread
+//! feeds its input, so a guest that stops reading can never block the harness. Console lines
+//! are kept (the tail goes into error messages) and scanned for kernel panics and oopses.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use trapdiff_arch::wire::{self, Frame, FrameReader, HostMsg, Line, TargetMsg};
+
+/// How to start a target.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// Program (qemu-system-aarch64, or the agent binary in native mode).
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// How long to wait for `Hello` after starting.
+    pub boot_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Could not start {0}: {1}
+    #[error("could not start {0}: {1}")]
+    Spawn(String, std::io::Error),
+    #[error("no reply within {0:?}{1}")]
+    Timeout(Duration, String),
+    #[error("target exited ({0}){1}")]
+    Died(String, String),
+    #[error("kernel panic or oops on the console:{0}")]
+    Panic(String),
+    #[error("could not encode a message: {0}")]
+    Encode(String),
+    #[error("the channel stays corrupt after {0} resends{1}")]
+    Corrupt(u32, String),
+}
+
+enum FromTarget {
+    Frame(Frame<TargetMsg>),
+    Console(String),
+    Eof,
+}
+
+/// Lines of console output kept for error messages.
+const CONSOLE_TAIL: usize = 40;
+/// Console patterns that mean the target kernel or hypervisor is gone or damaged.
+const PANIC_PATTERNS: &[&str] = &["Kernel panic", "Internal error: Oops", "Unable to handle kernel", "refhyp: panic", "BUG: "];
+
+/// A running target.
+#[derive(Debug)]
+pub struct Target {
+    child: Child,
+    to_target: Sender<Vec<u8>>,
+    from_target: Receiver<FromTarget>,
+    console: VecDeque<String>,
+    /// Console lines seen since the last call to `take_findings` that look like kernel trouble.
+    findings: Vec<String>,
+    last_sent: Option<Vec<u8>>,
+}
+
+impl Target {
+    pub fn spawn(cfg: &TargetConfig) -> Result<Target, TargetError> {
+        let mut child = Command::new(&cfg.program)
+            .args(&cfg.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| TargetError::Spawn(cfg.program.display().to_string(), e))?;
+        let (tx_out, from_target) = mpsc::channel();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let stdin: Option<ChildStdin> = child.stdin.take();
+        if let Some(mut out) = stdout {
+            let tx = tx_out.clone();
+            thread::spawn(move || {
+                let mut reader = FrameReader::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    match out.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = tx.send(FromTarget::Eof);
+                            return;
+                        }
+                        Ok(n) => {
+                            for &b in &buf[..n] {
+                                let item = match reader.push::<TargetMsg>(b) {
+                                    Some(Line::Frame(f)) => FromTarget::Frame(f),
+                                    Some(Line::Noise(l)) => FromTarget::Console(String::from_utf8_lossy(&l).trim_end().to_string()),
+                                    None => continue,
+                                };
+                                if tx.send(item).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        if let Some(mut err) = stderr {
+            let tx = tx_out;
+            thread::spawn(move || {
+                let mut s = String::new();
+                let _ = err.read_to_string(&mut s);
+                for l in s.lines() {
+                    let _ = tx.send(FromTarget::Console(format!("[stderr] {l}")));
+                }
+            });
+        }
+        let (to_target, rx_in) = mpsc::channel::<Vec<u8>>();
+        if let Some(mut input) = stdin {
+            thread::spawn(move || {
+                for bytes in rx_in {
+                    if input.write_all(&bytes).and_then(|_| input.flush()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Target { child, to_target, from_target, console: VecDeque::new(), findings: Vec::new(), last_sent: None })
+    }
+
+    pub fn send(&mut self, msg: &HostMsg) -> Result<(), TargetError> {
+        let bytes = wire::encode_frame(msg).map_err(|e| TargetError::Encode(e.to_string()))?;
+        self.last_sent = Some(bytes.clone());
+        // A send error means the writer thread is gone (target died); recv reports it.
+        let _ = self.to_target.send(bytes);
+        Ok(())
+    }
+
+    /// Send raw bytes (tests use this to inject garbage).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.to_target.send(bytes.to_vec());
+    }
+
+    /// Wait for the next message, resending or asking for a resend when a frame is corrupt.
+    pub fn recv(&mut self, timeout: Duration) -> Result<TargetMsg, TargetError> {
+        let deadline = Instant::now() + timeout;
+        let mut resends = 0u32;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.from_target.recv_timeout(left) {
+                Ok(FromTarget::Frame(Frame::Msg(TargetMsg::BadFrame { reason }))) => {
+                    self.note(format!("target rejected a frame: {reason}"));
+                    resends += 1;
+                    if resends > 3 {
+                        return Err(TargetError::Corrupt(resends, self.tail()));
+                    }
+                    if let Some(b) = self.last_sent.clone() {
+                        let _ = self.to_target.send(b);
+                    }
+                }
+                Ok(FromTarget::Frame(Frame::Msg(TargetMsg::Log { text }))) => {
+                    self.note(format!("[target] {text}"));
+                    self.scan(&text);
+                }
+                Ok(FromTarget::Frame(Frame::Msg(m))) => return Ok(m),
+                Ok(FromTarget::Frame(Frame::Corrupt(why))) => {
+                    self.note(format!("corrupt frame from target: {why}"));
+                    resends += 1;
+                    if resends > 3 {
+                        return Err(TargetError::Corrupt(resends, self.tail()));
+                    }
+                    if let Ok(b) = wire::encode_frame(&HostMsg::Resend) {
+                        let _ = self.to_target.send(b);
+                    }
+                }
+                Ok(FromTarget::Console(line)) => {
+                    let panicked = self.scan(&line);
+                    self.note(line);
+                    if panicked {
+                        // Let the rest of the panic message arrive for the excerpt.
+                        self.drain_for(Duration::from_millis(300));
+                        return Err(TargetError::Panic(self.tail()));
+                    }
+                }
+                Ok(FromTarget::Eof) => {
+                    let status = self.wait_exit();
+                    return Err(TargetError::Died(status, self.tail()));
+                }
+                Err(RecvTimeoutError::Timeout) => return Err(TargetError::Timeout(timeout, self.tail())),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait_exit();
+                    return Err(TargetError::Died(status, self.tail()));
+                }
+            }
+        }
+    }
+
+    fn scan(&mut self, line: &str) -> bool {
+        if PANIC_PATTERNS.iter().any(|p| line.contains(p)) {
+            self.findings.push(line.to_string());
+            return line.contains("Kernel panic") || line.contains("refhyp: panic");
+        }
+        if line.contains("WARNING:") || line.contains("Call trace:") {
+            self.findings.push(line.to_string());
+        }
+        false
+    }
+
+    fn drain_for(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while let Ok(FromTarget::Console(l)) = self.from_target.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            self.note(l);
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        if self.console.len() == CONSOLE_TAIL {
+            self.console.pop_front();
+        }
+        self.console.push_back(line);
+    }
+
+    /// The last console lines, formatted for an error message.
+    pub fn tail(&self) -> String {
+        if self.console.is_empty() {
+            return String::new();
+        }
+        let mut s = String::from("\n--- last console lines ---");
+        for l in &self.console {
+            s.push('\n');
+            s.push_str(l);
+        }
+        s
+    }
+
+    /// Kernel warnings/oopses seen since the last call.
+    pub fn take_findings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.findings)
+    }
+
+    fn wait_exit(&mut self) -> String {
+        for _ in 0..20 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.to_string();
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        "still running, output closed".into()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `qemu-system-aarch64 --version`'s first line, if QEMU is there.
+pub fn qemu_version() -> Option<String> {
+    let out = Command::new("qemu-system-aarch64").arg("--version").output().ok()?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    let line = s.lines().next()?;
+    Some(line.trim_start_matches("QEMU emulator version ").to_string())
+}
+
+/// Common QEMU arguments: the virt machine with EL2, no devices we did not ask for, the
+/// serial console on stdio.
+pub fn qemu_base_args(memory_mib: u32) -> Vec<String> {
+    [
+        "-M",
+        "virt,virtualization=on,gic-version=3",
+        "-cpu",
+        "max",
+        "-m",
+        &memory_mib.to_string(),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

@@ -1,0 +1,48 @@
+//! Where things are: the repository, the build outputs of `ci/setup.sh`, the corpus.
+//! `TRAPDIFF_ROOT` overrides the repository root (default: the checkout this binary was
+//! built from).
+
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    if let Some(r) = std::env::var_os("TRAPDIFF_ROOT") {
+        return PathBuf::from(r);
+    }
+    // harness/ is one level below the repository root.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn build_dir() -> PathBuf {
+    root().join("build")
+}
+
+/// The default guest kernel unpacked by `ci/setup.sh` (Image, config, release).
+pub fn default_kernel_dir() -> PathBuf {
+    build_dir().join("kernel").join("default")
+}
+
+pub fn kernel_lock() -> PathBuf {
+    root().join("ci").join("kernel.lock")
+}
+
+pub fn cross_target() -> PathBuf {
+    build_dir().join("cross-target")
+}
+
+/// The refhyp ELF built by `ci/setup.sh`.
+pub fn refhyp_image() -> PathBuf {
+    cross_target().join("aarch64-unknown-none").join("release").join("refhyp")
+}
+
+/// The static KVM agent built by `ci/setup.sh`.
+pub fn agent_binary() -> PathBuf {
+    cross_target().join("aarch64-unknown-linux-gnu").join("release").join("kvm-agent")
+}
+
+pub fn suite_dir() -> PathBuf {
+    root().join("corpus").join("suite")
+}
+
+pub fn waivers_file() -> PathBuf {
+    root().join("corpus").join("waivers.json")
+}
