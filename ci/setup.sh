@@ -75,7 +75,7 @@ install_packages() {
 
 # ---- default guest kernel (Debian arm64 6.1), version pinned in ci/kernel.lock -----------
 install_kernel() {
-    local lock="$ROOT/ci/kernel.lock" pkg ver dir
+    local lock="$ROOT/ci/kernel.lock" pkg ver dir tmp
     if [ -f "$lock" ]; then
         pkg=$(awk -F= '$1=="package" {print $2}' "$lock")
         ver=$(awk -F= '$1=="version" {print $2}' "$lock")
@@ -86,22 +86,33 @@ install_kernel() {
         [ -n "$pkg" ] || { log "no linux-image-6.1.0-*-arm64 package found (apt-get update as root?)"; exit 1; }
     fi
     dir="$CACHE/kernel/$pkg"
-    if [ -f "$dir/Image" ] && [ -f "$dir/release" ]; then return 0; fi
+    if [ -f "$dir/Image" ] && [ -f "$dir/release" ]; then ln -sfn "$pkg" "$CACHE/kernel/default"; return 0; fi
     log "downloading $pkg:arm64${ver:+ $ver}"
-    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    (cd "$dir.tmp" && apt-get download -qq "$pkg:arm64${ver:+=$ver}")
+    tmp="$CACHE/kernel/.download"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    if ! (cd "$tmp" && apt-get download -qq "$pkg:arm64${ver:+=$ver}" 2>/dev/null); then
+        # The archive drops superseded kernels; a stale pin must not break setup. Take the
+        # newest 6.1 kernel, and say loudly that the pin moved (the new pin is written below).
+        local newest
+        [ "$(id -u)" = 0 ] && apt-get update -qq
+        newest=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-arm64$' | awk '{print $1}' | sort -V | tail -1)
+        [ -n "$newest" ] || { log "cannot download $pkg${ver:+=$ver} and no other 6.1 arm64 kernel is offered"; exit 1; }
+        log "WARNING: pinned kernel $pkg${ver:+ $ver} is no longer offered; moving the pin to $newest (commit ci/kernel.lock)"
+        pkg=$newest; ver=""; dir="$CACHE/kernel/$pkg"
+        (cd "$tmp" && apt-get download -qq "$pkg:arm64")
+    fi
     local deb
-    deb=$(ls "$dir.tmp"/*.deb)
-    dpkg -x "$deb" "$dir.tmp/root"
+    deb=$(ls "$tmp"/*.deb)
+    dpkg -x "$deb" "$tmp/root"
     local vmlinuz
-    vmlinuz=$(ls "$dir.tmp"/root/boot/vmlinuz-* | head -1)
+    vmlinuz=$(ls "$tmp"/root/boot/vmlinuz-* | head -1)
     # The Debian arm64 vmlinuz is a gzip-compressed Image; QEMU's -kernel takes either form.
-    if gzip -t "$vmlinuz" 2>/dev/null; then gzip -dc "$vmlinuz" > "$dir.tmp/Image"; else cp "$vmlinuz" "$dir.tmp/Image"; fi
-    cp "$dir.tmp"/root/boot/config-* "$dir.tmp/config"
-    basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$dir.tmp/release"
+    if gzip -t "$vmlinuz" 2>/dev/null; then gzip -dc "$vmlinuz" > "$tmp/Image"; else cp "$vmlinuz" "$tmp/Image"; fi
+    cp "$tmp"/root/boot/config-* "$tmp/config"
+    basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$tmp/release"
     ver=$(dpkg-deb -f "$deb" Version)
-    rm -rf "$dir.tmp/root" "$deb"
-    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    rm -rf "$tmp/root" "$deb"
+    rm -rf "$dir" && mv "$tmp" "$dir"
     printf 'package=%s\nversion=%s\nrelease=%s\n' "$pkg" "$ver" "$(cat "$dir/release")" > "$lock"
     ln -sfn "$pkg" "$CACHE/kernel/default"
     log "kernel $(cat "$dir/release") ready in $dir"

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod disasm;
 pub mod doctor;
 pub mod paths;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod show;

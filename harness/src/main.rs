@@ -5,17 +5,38 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use trapdiff::{case_file, disasm, doctor};
+use trapdiff::backend::select::{self, BackendOptions};
+use trapdiff::{case_file, doctor, paths, report, run, show, waivers::WaiverFile};
 
 /// Differential conformance test suite and trap fuzzer for KVM on arm64.
 ///
-/// Exit status: 0 when every case agrees on every backend (or is waived), 1 when there are
-/// divergences, 2 on infrastructure errors (bad case files, a backend that cannot start).
+/// Exit status: 0 when every case agrees on every backend (or the divergence is waived),
+/// 1 when there are divergences, 2 on infrastructure errors (case files that do not load,
+/// a backend that cannot start or fails on a case).
 #[derive(Debug, Parser)]
 #[command(name = "trapdiff", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct BackendArgs {
+    /// Backends to run, comma-separated: model, refhyp, kvm.
+    #[arg(long, default_value = "model,refhyp,kvm", value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Kernel Image for the kvm backend (default: the pinned Debian kernel from ci/setup.sh).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Run the KVM agent natively on this arm64 host instead of under QEMU.
+    #[arg(long)]
+    native: bool,
+    /// Policy profile the model predicts with (linux-6.1, reference).
+    #[arg(long, default_value = "linux-6.1")]
+    policy: String,
+    /// Persistent instances per live backend, side by side.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,10 +46,44 @@ enum Cmd {
     Doctor,
     /// Show a case with the Capstone disassembly of its code.
     Show {
-        /// Case file(s).
         #[arg(required = true)]
         cases: Vec<PathBuf>,
     },
+    /// Run cases on every backend, diff the outcomes, write reports.
+    Run {
+        /// Case files or directories (default: the curated suite).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Only cases whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Run shard I of N (1-based), e.g. `--shard 2/4`, for CI matrices.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
+        /// Write report.json, junit.xml, results.tap, report.md and report.html here.
+        #[arg(long, default_value = "reports/run")]
+        report: PathBuf,
+    },
+    /// Run one case on the chosen backends and show the outcomes side by side.
+    Replay {
+        case: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N")?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| "bad I")?, n.parse().map_err(|_| "bad N")?);
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("shard {i}/{n}: need 1 <= I <= N"));
+    }
+    Ok((i, n))
+}
+
+fn options(b: &BackendArgs) -> BackendOptions {
+    BackendOptions { names: b.backends.clone(), kernel: b.kernel.clone(), native: b.native, policy: b.policy.clone(), jobs: b.jobs }
 }
 
 fn main() -> ExitCode {
@@ -46,15 +101,72 @@ fn main() -> ExitCode {
             let mut status = ExitCode::SUCCESS;
             for p in cases {
                 match case_file::load(&p) {
-                    Ok(case) => print!("{}", trapdiff::show::render(&case)),
+                    Ok(case) => print!("{}", show::render(&case)),
                     Err(e) => {
                         eprintln!("error: {e}");
                         status = ExitCode::from(2);
                     }
                 }
             }
-            let _ = disasm::same_text("", "");
             status
+        }
+        Cmd::Run { paths: ps, backend, filter, shard, report: dir } => {
+            let ps = if ps.is_empty() { vec![paths::suite_dir()] } else { ps };
+            let mut cases = Vec::new();
+            let mut load_errors = Vec::new();
+            for r in case_file::load_all(&ps) {
+                match r {
+                    Ok(c) => cases.push(c),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        load_errors.push(e.to_string());
+                    }
+                }
+            }
+            let cases = run::select(cases, filter.as_deref(), shard);
+            let waivers = match WaiverFile::load(&paths::waivers_file()) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let specs = match select::specs(&options(&backend)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            eprintln!("trapdiff: {} cases on {}", cases.len(), backend.backends.join(", "));
+            let _ = std::fs::create_dir_all(&dir);
+            let result = run::run(cases.clone(), load_errors, specs, &waivers, Some(dir.join("outcomes.jsonl")));
+            if let Err(e) = report::write_all(&dir, &result, &cases) {
+                eprintln!("error: writing reports to {}: {e}", dir.display());
+            }
+            print!("{}", report::markdown(&result));
+            println!("\nreports in {}", dir.display());
+            ExitCode::from(result.exit_code())
+        }
+        Cmd::Replay { case, backend } => {
+            let case = match case_file::load(&case) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            print!("{}", show::render(&case));
+            let specs = match select::specs(&options(&backend)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let result = run::run(vec![(PathBuf::from("replay"), case)], Vec::new(), specs, &WaiverFile::default(), None);
+            print!("{}", trapdiff::replay::side_by_side(&result));
+            ExitCode::from(result.exit_code())
         }
     }
 }

@@ -23,3 +23,4 @@ pub trait Backend: Send {
 pub mod live;
 pub mod qemu;
 pub mod model;
+pub mod select;

@@ -1,0 +1,38 @@
+//! Building backends from command-line names.
+
+use std::path::PathBuf;
+
+use crate::run::BackendSpec;
+
+use super::model::ModelBackend;
+use super::Backend;
+
+#[derive(Clone, Debug)]
+pub struct BackendOptions {
+    pub names: Vec<String>,
+    pub kernel: Option<PathBuf>,
+    pub native: bool,
+    pub policy: String,
+    pub jobs: usize,
+}
+
+pub fn specs(o: &BackendOptions) -> Result<Vec<BackendSpec>, String> {
+    let mut v = Vec::new();
+    for name in &o.names {
+        v.push(spec(name.trim(), o)?);
+    }
+    Ok(v)
+}
+
+fn spec(name: &str, o: &BackendOptions) -> Result<BackendSpec, String> {
+    match name {
+        "model" => {
+            let profile = trapdiff_model::profile(&o.policy).ok_or_else(|| {
+                let known: Vec<&str> = trapdiff_model::PROFILES.iter().map(|p| p.name).collect();
+                format!("unknown policy profile `{}` (known: {})", o.policy, known.join(", "))
+            })?;
+            Ok(BackendSpec { name: "model".into(), make: Box::new(move || Ok(Box::new(ModelBackend::new(profile)) as Box<dyn Backend>)), instances: 1 })
+        }
+        other => Err(format!("unknown backend `{other}` (known: model, refhyp, kvm)")),
+    }
+}
