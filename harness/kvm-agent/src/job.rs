@@ -1,0 +1,225 @@
+//! One job: a fresh VM with the runtime slot and the job's slots, one vCPU, the run loop
+//! that plays the VMM (MMIO device model, NISV handling, abort injection), the watchdog,
+//! and the report (exits in order, how it ended, digests and readback of guest memory).
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_enable_cap, KVM_CAP_ARM_NISV_TO_USER, KVM_EXIT_ARM_NISV};
+use kvm_ioctls::{Kvm, VcpuExit};
+use trapdiff_arch::abi;
+use trapdiff_arch::case::{MmioAction, NisvAction};
+use trapdiff_arch::crc32::fnv1a64;
+use trapdiff_arch::memattr::S2Attr;
+use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment, SlotKind};
+
+use crate::memory::GuestMemory;
+use crate::target_info::Caps;
+use crate::{vcpu, watchdog};
+
+/// Watchdog when the job does not set one.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// VMM exits (harness-page stores not counted) when the job does not set a limit.
+const DEFAULT_MAX_EXITS: u32 = 4096;
+
+pub fn failed(job: &Job, message: String) -> Report {
+    Report { seq: job.seq, end: ReportEnd::Failed { message }, ..Report::default() }
+}
+
+/// Run a job; never panics (a panic in the agent becomes `Failed`).
+pub fn run(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job) -> Report {
+    let start = Instant::now();
+    let mut report = Report { seq: job.seq, ..Report::default() };
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, runtime, job, &mut report)));
+    report.end = match r {
+        Ok(Ok(end)) => end,
+        Ok(Err(message)) => ReportEnd::Failed { message },
+        Err(_) => ReportEnd::Failed { message: "the agent panicked running this job (a bug in the agent; see the console)".into() },
+    };
+    report.elapsed_us = start.elapsed().as_micros() as u64;
+    report
+}
+
+/// Why this host cannot run the job as asked, if it cannot.
+fn skip_reason(caps: &Caps, job: &Job) -> Option<String> {
+    if job.aarch32 && !caps.el1_32bit {
+        return Some("KVM_CAP_ARM_EL1_32BIT is 0: this CPU/kernel has no AArch32 EL1 vCPUs (api.rst KVM_ARM_VCPU_INIT, KVM_ARM_VCPU_EL1_32BIT)".into());
+    }
+    if job.nisv_to_user && !caps.nisv_to_user {
+        return Some("KVM_CAP_ARM_NISV_TO_USER is not offered by this kernel (api.rst 7.19, Linux >= 5.5)".into());
+    }
+    for s in &job.slots {
+        match s.kind {
+            SlotKind::RoRam if !caps.readonly_mem => {
+                return Some("KVM_CAP_READONLY_MEM is 0: no read-only memslots on this kernel".into());
+            }
+            // A VMM gets stage-2 Normal-NC only for VM_ALLOW_ANY_UNCACHED mappings (vfio-pci
+            // BARs, Linux >= 6.8: commit 8c47ce3e1d2c "KVM: arm64: Set io memory s2 pte as
+            // normalnc for vfio pci device") and Device-nGnRE for VM_PFNMAP mappings of
+            // non-RAM (a PCI BAR): the agent's machine has neither kind of device.
+            SlotKind::Device(attr @ (S2Attr::NormalNc | S2Attr::DeviceNGnRE)) => {
+                return Some(format!(
+                    "stage-2 {} memory needs a device BAR mapping ({}) and this agent has none on kernel {}",
+                    attr.name(),
+                    if attr == S2Attr::NormalNc { "VM_ALLOW_ANY_UNCACHED: vfio-pci, Linux >= 6.8" } else { "VM_PFNMAP of non-RAM" },
+                    crate::target_info::kernel_release()
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn execute(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, report: &mut Report) -> Result<ReportEnd, String> {
+    if let Some(reason) = skip_reason(caps, job) {
+        return Ok(ReportEnd::Skipped { reason });
+    }
+    // Declared first so it is dropped last: the VM must go before its memory.
+    let mut memory = GuestMemory::default();
+    memory.add(abi::RUNTIME_SLOT_BASE, abi::RUNTIME_SLOT_SIZE, false)?;
+    for s in &job.slots {
+        if s.ipa < abi::RESERVED_END && abi::RESERVED_BASE < s.ipa.saturating_add(s.size) {
+            return Err(format!("job slot {:#x}+{:#x} overlaps the runtime's reserved range", s.ipa, s.size));
+        }
+        memory.add(s.ipa, s.size, s.kind == SlotKind::RoRam)?;
+    }
+    for seg in runtime.iter().chain(job.segments.iter()) {
+        memory.write(seg.ipa, &seg.bytes)?;
+    }
+
+    // Type 0: the default 40-bit IPA space (api.rst 4.2 KVM_CREATE_VM, "ARM64").
+    let vm = kvm.create_vm_with_type(0).map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+    memory.register(&vm)?;
+    if job.nisv_to_user {
+        let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };
+        vm.enable_cap(&cap).map_err(|e| format!("KVM_ENABLE_CAP KVM_CAP_ARM_NISV_TO_USER: {e}"))?;
+    }
+    let mut vcpu = vcpu::create(&vm, job.aarch32, job.entry)?;
+
+    let timeout = if job.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(job.timeout_ms.into()) };
+    let max_exits = if job.max_exits == 0 { DEFAULT_MAX_EXITS } else { job.max_exits };
+    let mut reads = job.mmio_reads.iter().copied();
+    let mut vmm_exits = 0u32;
+
+    let end = {
+        let run_ptr: *mut kvm_bindings::kvm_run = vcpu.get_kvm_run();
+        // SAFETY: the kvm_run mapping lives as long as `vcpu`, which outlives `wd` (dropped at
+        // the end of this block).
+        let wd = unsafe { watchdog::Watchdog::arm(run_ptr, timeout) };
+        loop {
+            if wd.fired() {
+                break ReportEnd::Timeout;
+            }
+            // What the VMM does after recording the exit.
+            enum Next {
+                Resume,
+                Inject,
+                End(ReportEnd),
+            }
+            let next = match vcpu.run() {
+                Ok(VcpuExit::MmioWrite(ipa, data)) => {
+                    let value = le_value(data);
+                    report.exits.push(Exit::Mmio { ipa, len: data.len() as u8, write: true, data: value });
+                    if is_harness(ipa) {
+                        if ipa == abi::HARNESS_MMIO + abi::DONE {
+                            Next::End(ReportEnd::Done)
+                        } else {
+                            Next::Resume
+                        }
+                    } else {
+                        vmm_exits += 1;
+                        if job.on_mmio == MmioAction::InjectAbort { Next::Inject } else { Next::Resume }
+                    }
+                }
+                Ok(VcpuExit::MmioRead(ipa, data)) => {
+                    let value = if is_harness(ipa) { 0 } else { reads.next().unwrap_or(job.mmio_read_default) };
+                    let bytes = value.to_le_bytes();
+                    let n = data.len().min(8);
+                    data[..n].copy_from_slice(&bytes[..n]);
+                    report.exits.push(Exit::Mmio { ipa, len: data.len() as u8, write: false, data: le_value(&data[..n]) });
+                    if is_harness(ipa) {
+                        Next::Resume
+                    } else {
+                        vmm_exits += 1;
+                        if job.on_mmio == MmioAction::InjectAbort { Next::Inject } else { Next::Resume }
+                    }
+                }
+                Ok(VcpuExit::Unsupported(KVM_EXIT_ARM_NISV)) => {
+                    // SAFETY: exit_reason is KVM_EXIT_ARM_NISV, so arm_nisv is the live union
+                    // member (api.rst 5 "kvm_run", KVM_EXIT_ARM_NISV).
+                    let nisv = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.arm_nisv };
+                    report.exits.push(Exit::Nisv { esr_iss: nisv.esr_iss, ipa: nisv.fault_ipa });
+                    vmm_exits += 1;
+                    match job.on_nisv {
+                        NisvAction::InjectAbort => Next::Inject,
+                        NisvAction::Stop => Next::End(ReportEnd::Stopped { reason: "KVM_EXIT_ARM_NISV: the VMM stops (on_nisv: stop)".into() }),
+                    }
+                }
+                Ok(VcpuExit::Intr) => Next::Resume,
+                Ok(VcpuExit::SystemEvent(kind, data)) => Next::End(ReportEnd::Stopped {
+                    reason: format!("KVM_EXIT_SYSTEM_EVENT type {kind} ({}) data {data:x?}", system_event_name(kind)),
+                }),
+                Ok(VcpuExit::InternalError) => Next::End(ReportEnd::Stopped { reason: "KVM_EXIT_INTERNAL_ERROR".into() }),
+                Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                    Next::End(ReportEnd::Stopped { reason: format!("KVM_EXIT_FAIL_ENTRY reason {reason:#x} cpu {cpu}") })
+                }
+                Ok(other) => Next::End(ReportEnd::Stopped { reason: format!("unexpected exit {other:?}") }),
+                Err(e) if e.errno() == libc::EINTR => {
+                    if wd.fired() {
+                        Next::End(ReportEnd::Timeout)
+                    } else {
+                        vcpu.set_kvm_immediate_exit(0);
+                        Next::Resume
+                    }
+                }
+                Err(e) => Next::End(ReportEnd::RunError { errno: e.errno() }),
+            };
+            match next {
+                Next::End(end) => break end,
+                Next::Resume | Next::Inject if vmm_exits > max_exits => break ReportEnd::ExitLimit,
+                Next::Resume => {}
+                Next::Inject => {
+                    if !caps.inject_ext_dabt {
+                        break ReportEnd::Stopped { reason: "cannot inject an external abort: KVM_CAP_ARM_INJECT_EXT_DABT is 0".into() };
+                    }
+                    vcpu::inject_ext_dabt(&vcpu)?;
+                }
+            }
+        }
+    };
+
+    for &(ipa, len) in &job.digests {
+        report.digests.push(fnv1a64(memory.read(ipa, len)?));
+    }
+    for &(ipa, len) in &job.readback {
+        report.readback.push(memory.read(ipa, len.into())?.to_vec());
+    }
+    drop(vcpu);
+    drop(vm);
+    Ok(end)
+}
+
+fn is_harness(ipa: u64) -> bool {
+    (abi::HARNESS_MMIO..abi::HARNESS_MMIO + 0x1000).contains(&ipa)
+}
+
+fn le_value(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// KVM_SYSTEM_EVENT_* (api.rst 5 "kvm_run", KVM_EXIT_SYSTEM_EVENT).
+fn system_event_name(kind: u32) -> &'static str {
+    match kind {
+        1 => "SHUTDOWN",
+        2 => "RESET",
+        3 => "CRASH",
+        4 => "WAKEUP",
+        5 => "SUSPEND",
+        6 => "SEV_TERM",
+        _ => "unknown",
+    }
+}

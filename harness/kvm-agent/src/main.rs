@@ -1,0 +1,177 @@
+//! trapdiff KVM agent: runs trapdiff jobs on `/dev/kvm` and reports what KVM did.
+//!
+//! Two ways to start it (DESIGN.md "Execution"):
+//! - as `/init` of the initramfs the harness generates (`harness/src/backend/initramfs.rs`):
+//!   it mounts devtmpfs, proc and sysfs itself and talks over the serial console
+//!   (`trapdiff.console=`, default ttyAMA0), interleaved with kernel messages;
+//! - natively on an arm64 host with `/dev/kvm`, with `--stdio`: frames on stdin/stdout.
+//!
+//! Protocol (`trapdiff_arch::wire`): the agent sends `Hello`, then answers each `HostMsg`:
+//! `SetRuntime` (no reply; kept for every later job), `Run(job)` -> `Result(report)` (preceded
+//! by `Log` frames with any kernel warnings the job caused), `Ping` -> `Pong`, `Resend` ->
+//! the last reply again, `Shutdown` -> power off. A frame that fails its checksum or does not
+//! decode is answered with `BadFrame` and otherwise ignored.
+//!
+//! Kernel command-line options the agent honours (read from /proc/cmdline):
+//! - `trapdiff.console=NAME`   serial device under /dev to use (default ttyAMA0);
+//! - `trapdiff.panic_after=N`  TEST ONLY, off by default: on the (N+1)-th `Run` after boot,
+//!   crash the kernel with `echo c > /proc/sysrq-trigger` instead of running the job, so that
+//!   the harness's panic recovery can be tested.
+
+mod boot;
+mod console;
+mod job;
+mod kmsg;
+mod memory;
+mod target_info;
+mod vcpu;
+mod watchdog;
+
+use std::process::ExitCode;
+
+use trapdiff_arch::wire::{Frame, FrameReader, HostMsg, Line, Segment, TargetMsg};
+
+use crate::console::Channel;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let stdio = args.iter().any(|a| a == "--stdio");
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: trapdiff-kvm-agent [--stdio]\n  as /init (pid 1): serial console channel\n  --stdio: frames on stdin/stdout (native arm64 host with /dev/kvm)");
+        return ExitCode::SUCCESS;
+    }
+    let is_init = std::process::id() == 1;
+    if is_init {
+        boot::init_system();
+    }
+    let cmdline = boot::Cmdline::read();
+    let channel = if stdio || !is_init {
+        Channel::stdio()
+    } else {
+        match Channel::serial(&cmdline.console) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("trapdiff-agent: cannot open the console /dev/{}: {e}", cmdline.console);
+                boot::halt(is_init);
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let mut agent = Agent::new(channel, cmdline);
+    agent.serve();
+    boot::halt(is_init);
+    ExitCode::SUCCESS
+}
+
+struct Agent {
+    channel: Channel,
+    cmdline: boot::Cmdline,
+    kmsg: kmsg::Kmsg,
+    kvm: Option<kvm_ioctls::Kvm>,
+    kvm_error: Option<String>,
+    caps: target_info::Caps,
+    runtime: Option<Vec<Segment>>,
+    last_reply: Option<Vec<u8>>,
+    runs: u64,
+}
+
+impl Agent {
+    fn new(channel: Channel, cmdline: boot::Cmdline) -> Agent {
+        let (kvm, kvm_error) = match kvm_ioctls::Kvm::new() {
+            Ok(k) => (Some(k), None),
+            Err(e) => (None, Some(format!("cannot open /dev/kvm: {e} (is CONFIG_KVM set, and is the kernel running at EL2?)"))),
+        };
+        let caps = kvm.as_ref().map(target_info::Caps::probe).unwrap_or_default();
+        watchdog::install();
+        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0 }
+    }
+
+    fn serve(&mut self) {
+        let hello = TargetMsg::Hello(target_info::hello(&self.caps, self.kvm_error.as_deref()));
+        self.reply(&hello);
+        // Boot-time kernel errors, once, for the harness log.
+        if let Some(text) = self.kmsg.drain(kmsg::BOOT_LEVEL) {
+            self.send(&TargetMsg::Log { text: format!("kernel messages during boot:\n{text}") });
+        }
+        let mut reader = FrameReader::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match self.channel.read(&mut buf) {
+                Ok(0) => return, // host closed the channel (native mode)
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("trapdiff-agent: channel read failed: {e}");
+                    return;
+                }
+            };
+            for &b in &buf[..n] {
+                match reader.push::<HostMsg>(b) {
+                    None | Some(Line::Noise(_)) => {}
+                    Some(Line::Frame(Frame::Corrupt(why))) => {
+                        self.send(&TargetMsg::BadFrame { reason: why.to_string() });
+                    }
+                    Some(Line::Frame(Frame::Msg(msg))) => {
+                        if !self.handle(msg) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle one message; false ends the agent.
+    fn handle(&mut self, msg: HostMsg) -> bool {
+        match msg {
+            HostMsg::SetRuntime { segments } => self.runtime = Some(segments),
+            HostMsg::Ping { seq } => self.reply(&TargetMsg::Pong { seq }),
+            HostMsg::Resend => {
+                if let Some(bytes) = self.last_reply.clone() {
+                    self.channel.write_all(&bytes);
+                }
+            }
+            HostMsg::Shutdown => return false,
+            HostMsg::Run(job) => {
+                if self.cmdline.panic_after.is_some_and(|n| self.runs >= n) {
+                    boot::crash_kernel();
+                }
+                self.runs += 1;
+                let report = match (&self.kvm, &self.runtime) {
+                    (Some(kvm), Some(rt)) => job::run(kvm, &self.caps, rt, &job),
+                    (None, _) => job::failed(&job, self.kvm_error.clone().unwrap_or_default()),
+                    (_, None) => job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()),
+                };
+                if let Some(text) = self.kmsg.drain(kmsg::JOB_LEVEL) {
+                    self.send(&TargetMsg::Log { text: format!("kernel messages during job seq {}:\n{text}", job.seq) });
+                }
+                self.reply(&TargetMsg::Result(report));
+            }
+        }
+        true
+    }
+
+    /// Send a message and remember it for `Resend`.
+    fn reply(&mut self, msg: &TargetMsg) {
+        if let Some(bytes) = self.encode(msg) {
+            self.channel.write_all(&bytes);
+            self.last_reply = Some(bytes);
+        }
+    }
+
+    fn send(&mut self, msg: &TargetMsg) {
+        if let Some(bytes) = self.encode(msg) {
+            self.channel.write_all(&bytes);
+        }
+    }
+
+    fn encode(&self, msg: &TargetMsg) -> Option<Vec<u8>> {
+        match trapdiff_arch::wire::encode_frame(msg) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("trapdiff-agent: cannot encode a reply: {e}");
+                None
+            }
+        }
+    }
+}
