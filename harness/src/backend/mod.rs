@@ -24,3 +24,4 @@ pub mod live;
 pub mod qemu;
 pub mod model;
 pub mod select;
+pub mod initramfs;
