@@ -1,0 +1,326 @@
+//! Running one job: reset everything a case could observe, build the guest, enter it, and
+//! handle its exits per [`crate::policy`] until the runtime says DONE, the VMM stops, the
+//! exit budget runs out or the watchdog fires.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use trapdiff_arch::abi;
+use trapdiff_arch::case::{MmioAction, NisvAction};
+use trapdiff_arch::sysreg::pstate;
+use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment};
+
+use crate::fp::{self, LazyFp};
+use crate::guest_mem::{GuestMap, JobError};
+use crate::hw::Hw;
+use crate::mmio::{load_result, truncate, DeviceModel};
+use crate::policy::{self, Decision, MmioAccess};
+use crate::stage2::{self, Stage2, Table};
+use crate::vcpu::{self, GuestRegs, Injection};
+
+/// The memory the refhyp hands to guests: the guest pool and the stage-2 table pool, with
+/// the physical addresses the MMU sees for them.
+#[derive(Debug)]
+pub struct Machine<'m> {
+    pub pool: &'m mut [u8],
+    pub pool_pa: u64,
+    pub tables: &'m mut [Table],
+    pub tables_pa: u64,
+    /// HCR_EL2.FWB is set (the CPU has FEAT_S2FWB; Linux uses it when present).
+    pub fwb: bool,
+}
+
+/// SMCCC_RET_NOT_SUPPORTED (SMC Calling Convention, DEN0028, "Return codes").
+const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
+
+/// Set up and run `job` on `hw`.
+pub fn run_job(hw: &mut impl Hw, m: &mut Machine<'_>, runtime: &[Segment], job: &Job) -> Report {
+    let mut report = Report { seq: job.seq, ..Default::default() };
+    let map = match prepare(hw, m, runtime, job) {
+        Ok(map) => map,
+        Err(e) => {
+            report.end = ReportEnd::Failed { message: e.0 };
+            return report;
+        }
+    };
+    let t0 = hw.now_us();
+    report.end = execute(hw, &map, job, &mut report.exits);
+    report.elapsed_us = hw.now_us().saturating_sub(t0);
+    report.digests = job.digests.iter().map(|&(ipa, len)| map.digest(m.pool, ipa, len)).collect();
+    report.readback = job.readback.iter().map(|&(ipa, len)| map.read(m.pool, ipa, len)).collect();
+    report
+}
+
+/// Reset guest memory, stage 2 and the vCPU.
+fn prepare(hw: &mut impl Hw, m: &mut Machine<'_>, runtime: &[Segment], job: &Job) -> Result<GuestMap, JobError> {
+    if job.aarch32 && job.entry >> 32 != 0 {
+        return Err(JobError(format!("AArch32 entry {:#x} is above 4 GiB", job.entry)));
+    }
+    let map = GuestMap::place(&job.slots, m.pool.len())?;
+    map.load(m.pool, runtime, &job.segments)?;
+    let mut s2 = Stage2::new(m.tables, m.tables_pa, m.fwb)?;
+    map.build_stage2(&mut s2, m.pool_pa)?;
+    hw.install_stage2(s2.vttbr(), stage2::vtcr());
+    hw.reset_vcpu(job.aarch32);
+    Ok(map)
+}
+
+/// The vCPU's state at the runtime's entry: EL1h (AArch64) or SVC (AArch32, T32 when bit 0
+/// of the entry is set), interrupts masked, registers zero.
+pub fn initial_regs(job: &Job) -> GuestRegs {
+    let mut regs = GuestRegs::default();
+    if job.aarch32 {
+        regs.pc = job.entry & !1;
+        regs.pstate = pstate::A32_SVC | pstate::A | pstate::I | pstate::F | if job.entry & 1 != 0 { pstate::T } else { 0 };
+    } else {
+        regs.pc = job.entry;
+        regs.pstate = pstate::EL1H | pstate::DAIF;
+    }
+    regs
+}
+
+fn execute(hw: &mut impl Hw, map: &GuestMap, job: &Job, exits: &mut Vec<Exit>) -> ReportEnd {
+    let mut regs = initial_regs(job);
+    let mut fp = LazyFp::default();
+    let mut device = DeviceModel::new(&job.mmio_reads, job.mmio_read_default);
+    hw.watchdog_arm(job.timeout_ms);
+    let end = loop {
+        let (tfp, force) = fp::entry_config(fp.loaded, job.aarch32);
+        hw.set_fp_trap(tfp);
+        if let Some(v) = force {
+            hw.write_fpexc32(v);
+        }
+        let trap = hw.enter(&mut regs);
+        if fp.loaded && job.aarch32 {
+            fp.state.fpexc32 = hw.read_fpexc32();
+        }
+        let decision = policy::decide(&trap, regs.pstate, |ipa| map.backing(ipa));
+        let vmm_exit = matches!(decision, Decision::Mmio(_) | Decision::Nisv { .. });
+        if vmm_exit {
+            if exits.len() >= job.max_exits as usize {
+                break ReportEnd::ExitLimit;
+            }
+            // Returning to the VMM puts the guest's FP state back in memory.
+            if fp.loaded {
+                hw.fp_save(&mut fp.state);
+                fp.loaded = false;
+            }
+        }
+        match decision {
+            Decision::Mmio(a) => {
+                if let Some(end) = mmio(hw, &mut regs, &mut device, job, a, trap.far, exits) {
+                    break end;
+                }
+            }
+            Decision::Nisv { esr_iss, ipa, il32 } => {
+                if !job.nisv_to_user {
+                    break ReportEnd::RunError { errno: policy::ENOSYS };
+                }
+                exits.push(Exit::Nisv { esr_iss, ipa });
+                match job.on_nisv {
+                    NisvAction::InjectAbort => inject(hw, &mut regs, Injection::DataAbort { addr: trap.far }, il32),
+                    NisvAction::Stop => break ReportEnd::Stopped { reason: format!("VMM stopped on a NISV exit at IPA {ipa:#x}") },
+                }
+            }
+            Decision::Skip { il32 } => regs.skip_instr(il32),
+            Decision::Inject { what, il32 } => inject(hw, &mut regs, what, il32),
+            Decision::FpTrap => {
+                if fp.loaded {
+                    break ReportEnd::Failed { message: String::from("FP trap while the guest FP state was loaded (refhyp bug)") };
+                }
+                hw.fp_load(&fp.state);
+                if job.aarch32 {
+                    hw.write_fpexc32(fp.state.fpexc32);
+                }
+                fp.loaded = true;
+                fp.loads += 1;
+            }
+            Decision::Smccc { skip, il32 } => {
+                regs.write_rt(0, SMCCC_NOT_SUPPORTED);
+                if skip {
+                    regs.skip_instr(il32);
+                }
+            }
+            Decision::Irq => {
+                if hw.ack_irq() {
+                    break ReportEnd::Timeout;
+                }
+            }
+            Decision::RunError { errno, .. } => break ReportEnd::RunError { errno },
+            Decision::Stop(why) => break ReportEnd::Stopped { reason: format!("{why} (ESR_EL2 {:#x}, FAR_EL2 {:#x}, PC {:#x})", trap.esr, trap.far, regs.pc) },
+        }
+    };
+    hw.watchdog_disarm();
+    if fp.loaded {
+        hw.fp_save(&mut fp.state);
+    }
+    end
+}
+
+fn inject(hw: &mut impl Hw, regs: &mut GuestRegs, what: Injection, il32: bool) {
+    let mut el1 = hw.read_el1();
+    vcpu::inject(regs, &mut el1, what, il32);
+    hw.write_el1(&el1);
+}
+
+/// One MMIO exit; `Some(end)` when the job ends with it.
+fn mmio(hw: &mut impl Hw, regs: &mut GuestRegs, device: &mut DeviceModel<'_>, job: &Job, a: MmioAccess, far: u64, exits: &mut Vec<Exit>) -> Option<ReportEnd> {
+    let harness = a.ipa & !0xfff == abi::HARNESS_MMIO;
+    if a.write {
+        let data = truncate(regs.read_rt(a.srt), a.len);
+        exits.push(Exit::Mmio { ipa: a.ipa, len: a.len, write: true, data });
+        if harness && a.ipa == abi::HARNESS_MMIO + abi::DONE {
+            return Some(ReportEnd::Done);
+        }
+        if !harness && job.on_mmio == MmioAction::InjectAbort {
+            inject(hw, regs, Injection::DataAbort { addr: far }, a.il32);
+            return None;
+        }
+    } else if !harness && job.on_mmio == MmioAction::InjectAbort {
+        // The VMM answers with an abort instead of data: nothing reaches the register.
+        exits.push(Exit::Mmio { ipa: a.ipa, len: a.len, write: false, data: 0 });
+        inject(hw, regs, Injection::DataAbort { addr: far }, a.il32);
+        return None;
+    } else {
+        let raw = device.read();
+        exits.push(Exit::Mmio { ipa: a.ipa, len: a.len, write: false, data: truncate(raw, a.len) });
+        regs.write_rt(a.srt, load_result(raw, a.len, a.sse, a.sf));
+    }
+    regs.skip_instr(a.il32);
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::policy::{ExitKind, Trap};
+    use crate::testing::ScriptedCpu;
+    use std::collections::VecDeque;
+    use std::vec;
+    use trapdiff_arch::esr::{DataAbortIss, Ec, Esr, Fsc};
+    use trapdiff_arch::memattr::S2Attr;
+    use trapdiff_arch::wire::{Slot, SlotKind};
+
+    fn job() -> Job {
+        Job {
+            seq: 1,
+            aarch32: false,
+            entry: abi::RUNTIME_BASE,
+            slots: vec![Slot { ipa: 0x4000_0000, size: 0x1000, kind: SlotKind::Ram }, Slot { ipa: 0x5000_0000, size: 0x1000, kind: SlotKind::Device(S2Attr::DeviceNGnRE) }],
+            segments: vec![Segment { ipa: 0x4000_0000, bytes: vec![7; 4] }],
+            mmio_reads: vec![0x80],
+            mmio_read_default: 0x1234,
+            nisv_to_user: true,
+            on_nisv: NisvAction::InjectAbort,
+            on_mmio: MmioAction::Emulate,
+            timeout_ms: 100,
+            max_exits: 16,
+            digests: vec![(0x4000_0000, 4)],
+            readback: vec![(0x4000_0000, 2)],
+        }
+    }
+
+    fn dabt(iss: u32, ipa: u64) -> Trap {
+        Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::DABT_LOW, true, iss).0, far: ipa, hpfar: (ipa >> 12) << 4 }
+    }
+    fn store(srt: u8, ipa: u64) -> Trap {
+        dabt(DataAbortIss::with_syndrome(2, false, srt, false, false, true, Fsc::translation(3)).0, ipa)
+    }
+    fn done() -> Trap {
+        store(0, abi::HARNESS_MMIO + abi::DONE)
+    }
+
+    fn run(cpu: &mut ScriptedCpu, job: &Job) -> Report {
+        let mut pool = vec![0u8; 1 << 20];
+        let mut tables = vec![Table::ZERO; 64];
+        let mut m = Machine { pool: &mut pool, pool_pa: 0x4400_0000, tables: &mut tables, tables_pa: 0x4300_0000, fwb: true };
+        let rt = [Segment { ipa: abi::RUNTIME_BASE, bytes: vec![0xaa; 8] }];
+        run_job(cpu, &mut m, &rt, job)
+    }
+
+    #[test]
+    fn mmio_load_is_emulated_then_done_ends_the_job() {
+        // ldrsb w5, [x1] at 0x9000_0000, then the runtime's DONE store.
+        let ldrsb = DataAbortIss::with_syndrome(0, true, 5, false, false, false, Fsc::translation(1));
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([dabt(ldrsb.0, 0x9000_0000), done()]), ..Default::default() };
+        let r = run(&mut cpu, &job());
+        assert_eq!(r.end, ReportEnd::Done);
+        assert_eq!(r.exits[0], Exit::Mmio { ipa: 0x9000_0000, len: 1, write: false, data: 0x80 });
+        assert_eq!(r.exits[1], Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::DONE, len: 4, write: true, data: 0 });
+        let after = cpu.seen[1];
+        assert_eq!(after.x[5], 0xffff_ff80);
+        assert_eq!(after.pc, abi::RUNTIME_BASE + 4);
+        assert_eq!(r.digests, vec![trapdiff_arch::crc32::fnv1a64(&[7; 4])]);
+        assert_eq!(r.readback, vec![vec![7, 7]]);
+        assert_eq!(r.elapsed_us, 20);
+    }
+
+    #[test]
+    fn nisv_paths() {
+        let stp = DataAbortIss::WNR | u32::from(Fsc::translation(3).0);
+        // Delivered to the VMM, which injects an abort: PC goes to the guest's vector.
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([dabt(stp, 0x9000_0008), done()]), ..Default::default() };
+        cpu.el1.vbar = 0x1000_0800;
+        let r = run(&mut cpu, &job());
+        assert_eq!(r.exits[0], Exit::Nisv { esr_iss: u64::from(stp), ipa: 0x9000_0008 });
+        assert_eq!(cpu.seen[1].pc, 0x1000_0a00);
+        assert_eq!(Esr(cpu.el1.esr).ec(), Ec::DABT_CUR);
+        // Not delivered: KVM_RUN fails with ENOSYS and no exit is recorded.
+        let mut j = job();
+        j.nisv_to_user = false;
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([dabt(stp, 0x9000_0008)]), ..Default::default() };
+        let r = run(&mut cpu, &j);
+        assert_eq!((r.end, r.exits.len()), (ReportEnd::RunError { errno: 38 }, 0));
+        // Stop.
+        j.nisv_to_user = true;
+        j.on_nisv = NisvAction::Stop;
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([dabt(stp, 0x9000_0008)]), ..Default::default() };
+        assert!(matches!(run(&mut cpu, &j).end, ReportEnd::Stopped { .. }));
+    }
+
+    #[test]
+    fn vmm_abort_does_not_retire_the_access() {
+        let mut j = job();
+        j.on_mmio = MmioAction::InjectAbort;
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([store(3, 0x9000_0000), done()]), ..Default::default() };
+        cpu.el1.vbar = 0x2000;
+        let r = run(&mut cpu, &j);
+        assert_eq!(r.end, ReportEnd::Done);
+        assert_eq!(cpu.el1.elr, abi::RUNTIME_BASE);
+        assert_eq!(cpu.seen[1].pc, 0x2200);
+    }
+
+    #[test]
+    fn watchdog_exit_limit_and_bad_jobs() {
+        let mut cpu = ScriptedCpu { irq_is_watchdog: true, ..Default::default() };
+        assert_eq!(run(&mut cpu, &job()).end, ReportEnd::Timeout);
+        let mut j = job();
+        j.max_exits = 1;
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([store(1, 0x9000_0000), store(1, 0x9000_0000), done()]), ..Default::default() };
+        let r = run(&mut cpu, &j);
+        assert_eq!((r.end, r.exits.len()), (ReportEnd::ExitLimit, 1));
+        let mut j = job();
+        j.segments.push(Segment { ipa: 0x7000_0000, bytes: vec![1] });
+        assert!(matches!(run(&mut ScriptedCpu::default(), &j).end, ReportEnd::Failed { .. }));
+    }
+
+    #[test]
+    fn fp_is_loaded_lazily_and_put_back_on_vmm_exits() {
+        let mut j = job();
+        j.aarch32 = true;
+        j.entry = abi::RUNTIME_A32_BASE;
+        let fp_trap = Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::FP_ASIMD, true, 0).0, far: 0, hpfar: 0 };
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([fp_trap, store(0, abi::HARNESS_MMIO), fp_trap, done()]), ..Default::default() };
+        let r = run(&mut cpu, &j);
+        assert_eq!(r.end, ReportEnd::Done);
+        assert_eq!(cpu.fp_loads, 2);
+        assert_eq!(cpu.fp_saves, 2);
+        // Trap, no trap after the load, trap again after the VMM exit, then no trap.
+        assert_eq!(cpu.tfp, vec![true, false, true, false]);
+        // EN is forced only while trapping; the load writes the guest's own value (reset 0x700).
+        assert_eq!(cpu.fpexc_writes, vec![fp::FPEXC_EN, fp::FPEXC32_RESET, fp::FPEXC_EN, fp::FPEXC32_RESET]);
+        assert_eq!(cpu.seen[0].pstate, pstate::A32_SVC | pstate::A | pstate::I | pstate::F);
+    }
+}
