@@ -25,3 +25,4 @@ pub mod qemu;
 pub mod model;
 pub mod select;
 pub mod initramfs;
+pub mod kvm;
