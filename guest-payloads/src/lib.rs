@@ -2,3 +2,9 @@
 //! refhyp and KVM, lowering of a case onto the runtime, and the family generators.
 
 pub mod encode;
+pub mod decode;
+pub mod lower;
+pub mod runtime;
+pub mod stage1;
+pub mod families;
+pub mod suite;
