@@ -47,6 +47,11 @@ pub const DONE: u64 = 0x08;
 pub const DONE_OK: u32 = 0;
 pub const DONE_EXCEPTION_LIMIT: u32 = 1;
 pub const DONE_END_ON_EXCEPTION: u32 = 2;
+/// The runtime itself took an exception (its last record has `report::FLAG_RUNTIME`): a bug in
+/// the runtime, its tables or the backend, never a verdict on the case.
+pub const DONE_RUNTIME_FAULT: u32 = 3;
+/// The parameter block's magic was wrong: the job's parameter segment did not arrive.
+pub const DONE_BAD_PARAMS: u32 = 4;
 
 /// Exceptions the report page holds.
 pub const MAX_EXCEPTIONS: usize = 16;
@@ -126,6 +131,11 @@ pub mod report {
     pub const REC_FAR: u64 = 16;
     pub const REC_PC: u64 = 24;
     pub const REC_SPSR: u64 = 32;
+    /// Record flag: taken from EL0 (A64 lower-EL vector) / USR mode.
+    pub const FLAG_FROM_EL0: u32 = 1 << 0;
+    /// Record flag: taken from the runtime itself (A64 current-EL-SPx or lower-EL-AArch32
+    /// vector; AArch32 from a mode other than USR/SYS).
+    pub const FLAG_RUNTIME: u32 = 1 << 1;
     /// Bytes of the page the backends read back.
     pub const USED: u64 = OFF_EXCEPTIONS + EXCEPTION_SIZE * super::MAX_EXCEPTIONS as u64;
 }

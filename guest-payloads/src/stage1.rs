@@ -1,0 +1,241 @@
+//! Stage-1 translation tables for the guest runtime: an identity map built on the host and
+//! placed at [`abi::TABLES_BASE`] by the job, in one of two formats:
+//!
+//! - **A64** (VMSAv8-64, EL1&0 regime): 4 KiB granule, TCR_EL1.T0SZ = 24 (40-bit VA, so every
+//!   IPA a case may use, `case::IPA_LIMIT`, is mapped 1:1), lookup starts at level 0.
+//! - **LPAE** (AArch32 long-descriptor, TTBCR.EAE = 1): T0SZ = 0 (the whole 32-bit VA space),
+//!   lookup starts at level 1.
+//!
+//! Both use the same descriptor layout (Arm ARM D8.3 "Translation table descriptor formats" and
+//! G5.5 "The VMSAv8-32 Long-descriptor translation table format"). Every mapping is a 4 KiB page
+//! at level 3, so permission and access-flag faults always report level 3. A region left
+//! `unmapped` gets its level-3 tables with invalid entries, so its translation faults report
+//! level 3 too; an address outside every region faults at whatever level the walk stops
+//! ([`Stage1::walk`] says which).
+
+use std::fmt;
+
+use trapdiff_arch::abi;
+use trapdiff_arch::memattr::S1Attr;
+
+pub const PAGE: u64 = 4096;
+const ENTRIES: usize = 512;
+
+/// Descriptor bits (Arm ARM D8.3.1 / D8.3.2 "Block and Page descriptor" attribute fields).
+pub mod desc {
+    /// Bits [1:0]: valid + table (levels 0-2) or page (level 3).
+    pub const TABLE_OR_PAGE: u64 = 0b11;
+    pub const VALID: u64 = 0b01;
+    pub const ATTR_INDX_SHIFT: u32 = 2;
+    /// AP[1], bit 6: EL0 (PL0) access.
+    pub const AP_EL0: u64 = 1 << 6;
+    /// AP[2], bit 7: read-only.
+    pub const AP_RO: u64 = 1 << 7;
+    /// SH[1:0], bits [9:8]: Inner Shareable.
+    pub const SH_INNER: u64 = 0b11 << 8;
+    /// AF, bit 10: the access flag, set so no access-flag fault is ever taken.
+    pub const AF: u64 = 1 << 10;
+    /// PXN, bit 53.
+    pub const PXN: u64 = 1 << 53;
+    /// UXN (A64 EL1&0) / XN (AArch32), bit 54.
+    pub const UXN_XN: u64 = 1 << 54;
+    /// Output address bits [47:12] (LPAE: [39:12]).
+    pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
+}
+
+/// Which translation-table format the tables are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// VMSAv8-64, 4 KiB granule, 40-bit VA: level 0 start.
+    A64,
+    /// AArch32 long-descriptor (LPAE), 32-bit VA: level 1 start.
+    Lpae,
+}
+
+impl Format {
+    pub fn start_level(self) -> u8 {
+        match self {
+            Format::A64 => 0,
+            Format::Lpae => 1,
+        }
+    }
+    /// One past the highest VA the tables translate.
+    pub fn va_limit(self) -> u64 {
+        match self {
+            Format::A64 => 1 << VA_BITS_A64,
+            Format::Lpae => 1 << 32,
+        }
+    }
+}
+
+/// TCR_EL1.T0SZ = 64 - VA_BITS_A64.
+pub const VA_BITS_A64: u32 = 40;
+
+/// What one page mapping allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Perm {
+    pub attr: S1Attr,
+    pub write: bool,
+    pub exec: bool,
+    /// EL0 (PL0) may access the page (AP[1]).
+    pub el0: bool,
+}
+
+impl Perm {
+    /// The leaf descriptor for a page at `pa`.
+    pub fn page_descriptor(self, format: Format, pa: u64) -> u64 {
+        let mut d = desc::TABLE_OR_PAGE | desc::AF | desc::SH_INNER | (pa & desc::OA_MASK);
+        d |= u64::from(self.attr.index()) << desc::ATTR_INDX_SHIFT;
+        if self.el0 {
+            d |= desc::AP_EL0;
+        }
+        if !self.write {
+            d |= desc::AP_RO;
+        }
+        if !self.exec {
+            d |= desc::PXN | desc::UXN_XN;
+        } else if format == Format::A64 && !self.el0 {
+            // A64: EL0 execution is governed by UXN alone (Arm ARM D8.4.1.2 "Instruction
+            // access permissions"), so a page EL0 may not touch is UXN as well.
+            // AArch32: XN would forbid PL1 too; PL0 cannot fetch without AP[1] there
+            // (G5.7.2 "Execute-never restrictions": fetches need read permission).
+            d |= desc::UXN_XN;
+        }
+        d
+    }
+}
+
+/// The result of walking the tables for one VA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// A valid page: its descriptor and the level it was found at.
+    Page { level: u8, descriptor: u64, pa: u64 },
+    /// The walk found an invalid descriptor at `level`: a Translation fault at that level.
+    TranslationFault { level: u8 },
+    /// The VA is beyond what TTBR0 translates (A64: a level-0 translation fault, Arm ARM
+    /// D8.2 "Translation table walk": VA outside the TTBR0 range).
+    OutOfRange,
+}
+
+/// The table pages ran out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TablesFull {
+    pub pages: usize,
+}
+
+impl fmt::Display for TablesFull {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "the stage-1 tables need more than {} pages ({} KiB at {:#x}); the case's regions are spread over too many \
+             2 MiB ranges: move them closer together or make them smaller",
+            self.pages,
+            abi::TABLES_SIZE / 1024,
+            abi::TABLES_BASE
+        )
+    }
+}
+
+/// Translation tables under construction, as 4 KiB pages placed from `base`.
+#[derive(Clone, Debug)]
+pub struct Stage1 {
+    format: Format,
+    base: u64,
+    max_pages: usize,
+    pages: Vec<[u64; ENTRIES]>,
+}
+
+impl Stage1 {
+    /// Empty tables (an all-invalid root) at `base`, at most `max_pages` pages.
+    pub fn new(format: Format, base: u64, max_pages: usize) -> Stage1 {
+        Stage1 { format, base, max_pages, pages: vec![[0; ENTRIES]] }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    /// TTBR0 value: the root table (ASID 0).
+    pub fn ttbr0(&self) -> u64 {
+        self.base
+    }
+    /// The tables' bytes, to place at `ttbr0()`.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.pages.iter().flat_map(|p| p.iter().flat_map(|d| d.to_le_bytes())).collect()
+    }
+    pub fn pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn index(level: u8, va: u64) -> usize {
+        ((va >> (12 + 9 * (3 - u32::from(level)))) & 0x1ff) as usize
+    }
+
+    /// The level-3 table covering `va`, created (with every entry invalid) if missing.
+    fn leaf_table(&mut self, va: u64) -> Result<usize, TablesFull> {
+        let mut table = 0usize;
+        for level in self.format.start_level()..3 {
+            let i = Self::index(level, va);
+            let d = self.pages[table][i];
+            table = if d & desc::TABLE_OR_PAGE == desc::TABLE_OR_PAGE {
+                ((d & desc::OA_MASK) - self.base) as usize / PAGE as usize
+            } else {
+                if self.pages.len() >= self.max_pages {
+                    return Err(TablesFull { pages: self.max_pages });
+                }
+                self.pages.push([0; ENTRIES]);
+                let next = self.pages.len() - 1;
+                self.pages[table][i] = desc::TABLE_OR_PAGE | (self.base + next as u64 * PAGE);
+                next
+            };
+        }
+        Ok(table)
+    }
+
+    /// Map `[va, va + size)` 1:1 with 4 KiB pages. `va` and `size` are page multiples and the
+    /// range lies below the format's VA limit (the caller validated the case).
+    pub fn map(&mut self, va: u64, size: u64, perm: Perm) -> Result<(), TablesFull> {
+        self.fill(va, size, Some(perm))
+    }
+
+    /// Create the level-3 tables for `[va, va + size)` and leave their entries invalid.
+    pub fn unmapped(&mut self, va: u64, size: u64) -> Result<(), TablesFull> {
+        self.fill(va, size, None)
+    }
+
+    fn fill(&mut self, va: u64, size: u64, perm: Option<Perm>) -> Result<(), TablesFull> {
+        let mut a = va & !(PAGE - 1);
+        while a < va + size {
+            let t = self.leaf_table(a)?;
+            self.pages[t][Self::index(3, a)] = perm.map_or(0, |p| p.page_descriptor(self.format, a));
+            a += PAGE;
+        }
+        Ok(())
+    }
+
+    /// Walk the tables for `va` as the MMU would (Arm ARM D8.2 "Translation process").
+    pub fn walk(&self, va: u64) -> Walk {
+        if va >= self.format.va_limit() {
+            return Walk::OutOfRange;
+        }
+        let mut table = 0usize;
+        for level in self.format.start_level()..=3 {
+            let d = self.pages[table][Self::index(level, va)];
+            if d & desc::VALID == 0 || (level == 3 && d & desc::TABLE_OR_PAGE != desc::TABLE_OR_PAGE) {
+                return Walk::TranslationFault { level };
+            }
+            if level == 3 {
+                return Walk::Page { level, descriptor: d, pa: (d & desc::OA_MASK) | (va & (PAGE - 1)) };
+            }
+            if d & desc::TABLE_OR_PAGE != desc::TABLE_OR_PAGE {
+                // This builder writes no blocks; a block here would be a bug.
+                return Walk::TranslationFault { level };
+            }
+            let next = (d & desc::OA_MASK).wrapping_sub(self.base) / PAGE;
+            if next as usize >= self.pages.len() {
+                return Walk::TranslationFault { level };
+            }
+            table = next as usize;
+        }
+        Walk::TranslationFault { level: 3 }
+    }
+}
