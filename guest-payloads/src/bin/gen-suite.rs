@@ -42,7 +42,7 @@ fn run(dir: &std::path::Path, check: bool) -> Result<ExitCode, suite::SuiteError
     let cases = suite::generate()?;
     let files = suite::files(&cases)?;
     for (family, n) in suite::counts(&cases) {
-        println!("{family:<8} {n:>5}");
+        println!("{:<8} {n:>5}", family.name());
     }
     println!("{:<8} {:>5}", "total", cases.len());
     if check {
