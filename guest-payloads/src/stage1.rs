@@ -239,3 +239,123 @@ impl Stage1 {
         Walk::TranslationFault { level: 3 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lower::{tables, testcase};
+    use trapdiff_arch::abi;
+
+    fn page(w: Walk) -> (u64, u64) {
+        match w {
+            Walk::Page { level: 3, descriptor, pa } => (descriptor, pa),
+            other => panic!("expected a level-3 page, got {other:?}"),
+        }
+    }
+    fn attr(d: u64) -> u64 {
+        (d >> desc::ATTR_INDX_SHIFT) & 7
+    }
+
+    #[test]
+    fn a64_runtime_pages_are_el1_only_and_identity_mapped() {
+        let case = testcase::a64(testcase::EL1);
+        let t = tables(&case).unwrap();
+        assert_eq!(t.ttbr0(), abi::TABLES_BASE);
+        // Runtime code: read-only, executable at EL1, UXN, no EL0 access, Normal-WB.
+        let (d, pa) = page(t.walk(abi::RUNTIME_BASE + 0x804));
+        assert_eq!(pa, abi::RUNTIME_BASE + 0x804);
+        assert_eq!(d & desc::AP_RO, desc::AP_RO);
+        assert_eq!(d & desc::AP_EL0, 0);
+        assert_eq!(d & desc::PXN, 0);
+        assert_eq!(d & desc::UXN_XN, desc::UXN_XN);
+        assert_eq!(attr(d), u64::from(S1Attr::NormalWb.index()));
+        assert_eq!(d & desc::AF, desc::AF);
+        // Report page: writable, never executable.
+        let (d, _) = page(t.walk(abi::REPORT_BASE + 0x10));
+        assert_eq!(d & (desc::AP_RO | desc::AP_EL0), 0);
+        assert_eq!(d & (desc::PXN | desc::UXN_XN), desc::PXN | desc::UXN_XN);
+        // Harness page: Device-nGnRnE, writable at EL1.
+        let (d, _) = page(t.walk(abi::HARNESS_MMIO + abi::DONE));
+        assert_eq!(attr(d), u64::from(S1Attr::DeviceNGnRnE.index()));
+        assert_eq!(d & desc::AP_RO, 0);
+        // The tables themselves and the rest of the reserved range are not mapped.
+        assert!(matches!(t.walk(abi::TABLES_BASE), Walk::TranslationFault { level: 3 }));
+        assert!(matches!(t.walk(abi::HARNESS_MMIO - 0x1000), Walk::TranslationFault { level: 3 }));
+    }
+
+    #[test]
+    fn a64_case_regions_follow_their_s1_fields() {
+        let case = testcase::a64(testcase::EL1);
+        let t = tables(&case).unwrap();
+        // `code`: default Normal-WB, RWX, EL1 case: no EL0 access, so UXN but not PXN.
+        let (d, _) = page(t.walk(0x4000_0000));
+        assert_eq!(attr(d), u64::from(S1Attr::NormalWb.index()));
+        assert_eq!(d & (desc::AP_RO | desc::AP_EL0), 0);
+        assert_eq!(d & desc::PXN, 0);
+        assert_eq!(d & desc::UXN_XN, desc::UXN_XN);
+        // `data`: s1 {normal_nc, r, el0: true}: AP = 0b11, execute-never everywhere.
+        let (d, _) = page(t.walk(0x4010_1234));
+        assert_eq!(attr(d), u64::from(S1Attr::NormalNc.index()));
+        assert_eq!(d & (desc::AP_RO | desc::AP_EL0), desc::AP_RO | desc::AP_EL0);
+        assert_eq!(d & (desc::PXN | desc::UXN_XN), desc::PXN | desc::UXN_XN);
+        // `dev`: device region defaults to Device-nGnRnE stage 1.
+        let (d, _) = page(t.walk(0x5000_0000));
+        assert_eq!(attr(d), u64::from(S1Attr::DeviceNGnRnE.index()));
+        // `hole`: perm unmapped -> translation fault at level 3, over its whole size.
+        assert_eq!(t.walk(0x6000_0000), Walk::TranslationFault { level: 3 });
+        assert_eq!(t.walk(0x6000_1ff8), Walk::TranslationFault { level: 3 });
+        // `far`: a region above 4 GiB, reachable with the 40-bit VA.
+        let (_, pa) = page(t.walk(0xff_0000_0008));
+        assert_eq!(pa, 0xff_0000_0008);
+        // Nothing there: the walk stops where the tables do.
+        assert_eq!(t.walk(0x80_0000_0000), Walk::TranslationFault { level: 1 });
+        assert_eq!(t.walk(0x2_0000_0000), Walk::TranslationFault { level: 1 });
+        assert_eq!(t.walk(0x7000_0000), Walk::TranslationFault { level: 2 });
+        assert_eq!(t.walk(1 << 40), Walk::OutOfRange);
+    }
+
+    #[test]
+    fn a64_el0_case_pages_are_el0_accessible_and_executable() {
+        let case = testcase::a64(testcase::EL0);
+        let t = tables(&case).unwrap();
+        let (d, _) = page(t.walk(0x4000_0000));
+        assert_eq!(d & desc::AP_EL0, desc::AP_EL0);
+        assert_eq!(d & desc::UXN_XN, 0);
+        // The runtime stays EL1-only.
+        let (d, _) = page(t.walk(abi::PARAMS_BASE));
+        assert_eq!(d & desc::AP_EL0, 0);
+    }
+
+    #[test]
+    fn lpae_tables_start_at_level_1_and_keep_pl1_execute() {
+        let case = testcase::a32(testcase::EL1);
+        let t = tables(&case).unwrap();
+        assert_eq!(t.format(), Format::Lpae);
+        // Code region, not PL0-accessible: XN must stay clear (it would stop PL1 fetches too).
+        let (d, _) = page(t.walk(0x4000_0000));
+        assert_eq!(d & (desc::PXN | desc::UXN_XN), 0);
+        assert_eq!(d & desc::AP_EL0, 0);
+        let (d, _) = page(t.walk(abi::RUNTIME_A32_BASE));
+        assert_eq!(d & (desc::PXN | desc::UXN_XN | desc::AP_EL0), 0);
+        assert_eq!(t.walk(0x8000_0000), Walk::TranslationFault { level: 1 });
+        assert_eq!(t.walk(1 << 32), Walk::OutOfRange);
+        // The level-1 table is the first page: only the first four entries can be used.
+        let bytes = t.bytes();
+        assert!(bytes[32..4096].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn table_space_runs_out_with_a_clear_error() {
+        let mut t = Stage1::new(Format::A64, abi::TABLES_BASE, 8);
+        let p = Perm { attr: S1Attr::NormalWb, write: true, exec: false, el0: false };
+        let mut err = None;
+        for i in 0..16u64 {
+            if let Err(e) = t.map(0x4000_0000 + i * 0x20_0000, PAGE, p) {
+                err = Some(e);
+                break;
+            }
+        }
+        let e = err.expect("8 pages cannot hold 16 level-3 tables");
+        assert!(e.to_string().contains("more than 8 pages"), "{e}");
+    }
+}
