@@ -362,3 +362,245 @@ pub fn compact(ipa: u64, bytes: &[u8]) -> Vec<Segment> {
     }
     out
 }
+
+/// Cases for this crate's unit tests, written as JSON like the corpus.
+#[cfg(test)]
+pub(crate) mod testcase {
+    use trapdiff_arch::case::Case;
+
+    pub const EL1: &str = "el1";
+    pub const EL0: &str = "el0";
+
+    fn parse(s: &str) -> Case {
+        let c: Case = serde_json::from_str(s).expect("test case JSON parses");
+        c.validate().expect("test case is valid");
+        c
+    }
+
+    /// An A64 case with every kind of region: code, a read-only NC data region with initial
+    /// bytes, a device region, an unmapped RAM region, one above 4 GiB, and an MMIO hole.
+    pub fn a64(el: &str) -> Case {
+        parse(&format!(
+            r#"{{
+            "schema": 1, "name": "test/a64", "family": "misc",
+            "state": {{ "isa": "a64", "el": "{el}" }},
+            "memory": [
+              {{ "name": "code", "ipa": "0x40000000", "size": "0x1000", "kind": "ram" }},
+              {{ "name": "data", "ipa": "0x40100000", "size": "0x2000", "kind": "ram",
+                 "s1": {{ "attr": "normal_nc", "perm": "r", "el0": true }},
+                 "init": [ {{ "offset": "0x10", "bytes": "0102030400000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000005" }} ] }},
+              {{ "name": "dev", "ipa": "0x50000000", "size": "0x1000", "kind": "device" }},
+              {{ "name": "mmio", "ipa": "0x58000000", "size": "0x1000", "kind": "mmio" }},
+              {{ "name": "hole", "ipa": "0x60000000", "size": "0x2000", "kind": "ram", "s1": {{ "attr": "normal_wb", "perm": "unmapped" }} }},
+              {{ "name": "far", "ipa": "0xff00000000", "size": "0x1000", "kind": "ro_ram", "fill": 170 }}
+            ],
+            "code": {{ "ipa": "0x40000000", "insns": [
+              {{ "w": "0xb9400020", "asm": "ldr w0, [x1]" }},
+              {{ "w": "0xd4000001", "asm": "svc #0" }} ] }},
+            "regs": {{ "x1": "0x58000010", "x30": "0x1e", "sp": "0x40000ff0", "q3": "0x00112233445566778899aabbccddeeff", "d4": "0x4444" }},
+            "sysregs": {{ "fpscr": "0x3000000" }},
+            "vmm": {{ "reads": [ "0x1234" ] }},
+            "observe": {{ "regs": [ "x0", "x30", "sp", "q3", "d4" ], "fp": true,
+                          "mem": [ {{ "region": "data", "offset": "0x10", "len": 4 }}, {{ "region": "far", "offset": "0", "len": 8 }} ] }},
+            "limits": {{ "max_exceptions": 3 }}
+        }}"#
+        ))
+    }
+
+    /// A T32 case (AArch32) with a 16-bit and a 32-bit instruction.
+    pub fn a32(el: &str) -> Case {
+        parse(&format!(
+            r#"{{
+            "schema": 1, "name": "test/t32", "family": "fp32",
+            "state": {{ "isa": "t32", "el": "{el}", "on_exception": "end" }},
+            "memory": [
+              {{ "name": "code", "ipa": "0x40000000", "size": "0x1000", "kind": "ram" }},
+              {{ "name": "mmio", "ipa": "0x50000000", "size": "0x1000", "kind": "mmio" }}
+            ],
+            "code": {{ "ipa": "0x40000010", "insns": [
+              {{ "w": "0x6808", "asm": "ldr r0, [r1]" }},
+              {{ "w": "0xeef10a10", "asm": "vmrs r0, fpscr" }} ] }},
+            "regs": {{ "r1": "0x50000000", "r13": "0x40000800", "q1": "0x0123456789abcdef0011223344556677", "d3": "0xd3d3" }},
+            "sysregs": {{ "fpexc": "0x0", "cpacr": "0x500000" }},
+            "observe": {{ "regs": [ "r0", "r13", "q1", "d2", "d3" ], "fp": true }}
+        }}"#
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::params as p;
+
+    fn u64_at(b: &[u8], off: u64) -> u64 {
+        let o = off as usize;
+        u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+    }
+
+    /// Rebuild a region's bytes from the job's segments.
+    fn rebuild(job: &Job, ipa: u64, size: u64) -> Vec<u8> {
+        let mut mem = vec![0u8; size as usize];
+        for s in &job.segments {
+            if s.ipa >= ipa && s.ipa < ipa + size {
+                let o = (s.ipa - ipa) as usize;
+                mem[o..o + s.bytes.len()].copy_from_slice(&s.bytes);
+            }
+        }
+        mem
+    }
+
+    #[test]
+    fn a64_parameter_block_holds_the_case() {
+        let case = testcase::a64(testcase::EL0);
+        let job = lower(&case, 9).unwrap();
+        let page = rebuild(&job, abi::PARAMS_BASE, abi::PARAMS_SIZE);
+        assert_eq!(u64_at(&page, p::OFF_MAGIC), p::MAGIC);
+        assert_eq!(u64_at(&page, p::OFF_ENTRY), 0x4000_0000);
+        assert_eq!(u64_at(&page, p::OFF_EL0), 1);
+        // RES1 | M | C | I | UCI | UCT | DZE; A clear.
+        assert_eq!(u64_at(&page, p::OFF_SCTLR), 0x34d0_d805);
+        // T0SZ 24, IRGN0/ORGN0 WBWA, SH0 inner, 4 KiB granule, EPD1, IPS 40 bits.
+        assert_eq!(u64_at(&page, p::OFF_TCR), 0x2_0080_3518);
+        assert_eq!(u64_at(&page, p::OFF_TTBR0), abi::TABLES_BASE);
+        assert_eq!(u64_at(&page, p::OFF_MAIR), 0x00ff_bb44_0c08_0400);
+        assert_eq!(u64_at(&page, p::OFF_CPACR), 0x30_0000);
+        assert_eq!(u64_at(&page, p::OFF_FPEXC), 0);
+        assert_eq!(u64_at(&page, p::OFF_FPSCR), 0x300_0000);
+        assert_eq!(u64_at(&page, p::OFF_ON_EXCEPTION), 0);
+        assert_eq!(u64_at(&page, p::OFF_MAX_EXCEPTIONS), 3);
+        // Two instructions: the end marker sits right after them, and the bytes are there.
+        assert_eq!(u64_at(&page, p::OFF_END_MARKER), 0x4000_0008);
+        let code = rebuild(&job, 0x4000_0000, 0x1000);
+        assert_eq!(&code[8..12], &abi::code_trailer(Isa::A64)[..]);
+        assert_eq!(u64_at(&page, p::OFF_GPRS + 8), 0x5800_0010);
+        assert_eq!(u64_at(&page, p::OFF_GPRS + 30 * 8), 0x1e);
+        assert_eq!(u64_at(&page, p::OFF_GPRS + 31 * 8), 0x4000_0ff0);
+        // V3 whole, D4 = low half of V4.
+        let v = p::OFF_VREGS;
+        assert_eq!(u64_at(&page, v + 48), 0x8899_aabb_ccdd_eeff);
+        assert_eq!(u64_at(&page, v + 56), 0x0011_2233_4455_6677);
+        assert_eq!(u64_at(&page, v + 64), 0x4444);
+        assert_eq!(u64_at(&page, v + 72), 0);
+    }
+
+    #[test]
+    fn aarch32_parameter_block_uses_its_defaults_and_register_layout() {
+        let case = testcase::a32(testcase::EL1);
+        let pr = Params::for_case(&case, abi::TABLES_BASE);
+        assert_eq!(pr.entry, 0x4000_0011, "T32 entry has bit 0 set");
+        assert_eq!(pr.end_marker, 0x4000_0010 + 2 + 4);
+        assert!(!pr.el0);
+        assert!(pr.on_exception_end);
+        assert_eq!(pr.cpacr, 0x50_0000, "the case's CPACR");
+        assert_eq!(pr.fpexc, 0, "the case's FPEXC");
+        // RES1 [23:22], [4:3] | CP15BEN | M | C | I; no UCI/UCT/DZE in AArch32.
+        assert_eq!(pr.sctlr, 0x00c0_103d);
+        // EAE, EPD1, walks inner-shareable WBWA, T0SZ 0.
+        assert_eq!(pr.tcr, 0x8080_3500);
+        assert_eq!(pr.gprs[13], 0x4000_0800);
+        // Q1 is D3:D2; then D3 overrides its half.
+        assert_eq!(&pr.vregs[16..24], &0x0011_2233_4455_6677u64.to_le_bytes());
+        assert_eq!(&pr.vregs[24..32], &0xd3d3u64.to_le_bytes());
+        let mut defaults = testcase::a32(testcase::EL0);
+        defaults.sysregs.cpacr = None;
+        defaults.sysregs.fpexc = None;
+        let pr = Params::for_case(&defaults, abi::TABLES_BASE);
+        assert_eq!((pr.cpacr, pr.fpexc, pr.el0), (0xf0_0000, 0x4000_0000, true));
+    }
+
+    #[test]
+    fn job_lists_case_slots_digests_and_readback() {
+        let case = testcase::a64(testcase::EL1);
+        let job = lower(&case, 4).unwrap();
+        assert_eq!(job.seq, 4);
+        assert!(!job.aarch32);
+        assert_eq!(job.entry, abi::RUNTIME_BASE);
+        let want = vec![
+            Slot { ipa: 0x4000_0000, size: 0x1000, kind: SlotKind::Ram },
+            Slot { ipa: 0x4010_0000, size: 0x2000, kind: SlotKind::Ram },
+            Slot { ipa: 0x5000_0000, size: 0x1000, kind: SlotKind::Device(S2Attr::DeviceNGnRE) },
+            Slot { ipa: 0x6000_0000, size: 0x2000, kind: SlotKind::Ram },
+            Slot { ipa: 0xff_0000_0000, size: 0x1000, kind: SlotKind::RoRam },
+        ];
+        assert_eq!(job.slots, want, "mmio has no slot; the runtime slot is implied");
+        assert_eq!(job.digests, want.iter().map(|s| (s.ipa, s.size)).collect::<Vec<_>>());
+        assert_eq!(job.readback, vec![(abi::REPORT_BASE, abi::report::USED as u32), (0x4010_0010, 4), (0xff_0000_0000, 8)]);
+        assert_eq!(job.mmio_reads, vec![0x1234]);
+        assert_eq!(job.mmio_read_default, trapdiff_arch::case::DEFAULT_MMIO_READ);
+        assert_eq!((job.timeout_ms, job.max_exits), (2000, 64));
+        // Every region's initial bytes, the params and the tables come back from the segments.
+        for r in case.memory.iter().filter(|r| r.kind.has_memory()) {
+            assert_eq!(rebuild(&job, r.ipa, r.size), case.initial_bytes(r), "region {}", r.name);
+        }
+        let t = tables(&case).unwrap();
+        assert_eq!(rebuild(&job, abi::TABLES_BASE, t.bytes().len() as u64), t.bytes());
+        // No segment lands in the runtime's code: that comes with SetRuntime.
+        assert!(job.segments.iter().all(|s| s.ipa >= abi::PARAMS_BASE || s.ipa < abi::RUNTIME_BASE));
+    }
+
+    #[test]
+    fn runtime_segments_place_both_runtimes() {
+        let segs = runtime_segments();
+        assert_eq!(segs.len(), 2);
+        assert_eq!((segs[0].ipa, segs[1].ipa), (abi::RUNTIME_BASE, abi::RUNTIME_A32_BASE));
+        assert!(segs[0].ipa + segs[0].bytes.len() as u64 <= segs[1].ipa);
+        assert!(segs[1].ipa + segs[1].bytes.len() as u64 <= abi::RUNTIME_BASE + abi::RUNTIME_SIZE);
+        assert_eq!(lower(&testcase::a32(testcase::EL0), 1).unwrap().entry, abi::RUNTIME_A32_BASE);
+    }
+
+    #[test]
+    fn compaction_splits_on_long_zero_runs_only() {
+        assert!(compact(0x1000, &[0; 300]).is_empty());
+        let mut b = vec![0u8; 400];
+        b[3] = 1;
+        b[3 + SEGMENT_MIN_GAP - 1] = 2; // gap of MIN_GAP - 2 zeros: same segment
+        b[200] = 3; // long gap: new segment
+        b[201] = 4;
+        let segs = compact(0x1000, &b);
+        assert_eq!(segs.len(), 2);
+        assert_eq!(segs[0].ipa, 0x1003);
+        assert_eq!(segs[0].bytes.len(), SEGMENT_MIN_GAP);
+        assert_eq!((segs[0].bytes[0], *segs[0].bytes.last().unwrap()), (1, 2));
+        assert_eq!(segs[1], Segment { ipa: 0x1000 + 200, bytes: vec![3, 4] });
+        assert_eq!(compact(0, &[5, 0, 6]), vec![Segment { ipa: 0, bytes: vec![5, 0, 6] }]);
+    }
+
+    #[test]
+    fn lowering_refuses_what_cannot_run() {
+        let mut case = testcase::a64(testcase::EL1);
+        case.vmm.reads.push(trapdiff_arch::case::RegValue(1 << 64));
+        assert_eq!(lower(&case, 0), Err(LowerError::MmioRead { index: 1, value: 1 << 64 }));
+        let mut case = testcase::a64(testcase::EL1);
+        case.memory[5].size = 0x20_0000; // `far`, filled with 0xaa: 2 MiB of non-zero bytes
+        let e = lower(&case, 0).unwrap_err();
+        assert!(matches!(e, LowerError::TooLarge { .. }), "{e}");
+        let mut case = testcase::a64(testcase::EL1);
+        case.limits.max_exceptions = 17;
+        let e = lower(&case, 0).unwrap_err();
+        assert!(e.to_string().contains("limits.max_exceptions"), "{e}");
+    }
+
+    /// Every case of the committed suite lowers.
+    #[test]
+    fn the_suite_lowers() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/suite");
+        let mut n = 0;
+        let mut dirs = vec![root];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|x| x == "json") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let case: Case = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    lower(&case, n).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    n += 1;
+                }
+            }
+        }
+        eprintln!("lowered {n} suite cases");
+    }
+}
