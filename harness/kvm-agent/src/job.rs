@@ -13,6 +13,8 @@ use trapdiff_arch::crc32::fnv1a64;
 use trapdiff_arch::memattr::S2Attr;
 use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment, SlotKind};
 
+use kvm_ioctls::{VcpuFd, VmFd};
+
 use crate::memory::GuestMemory;
 use crate::target_info::Caps;
 use crate::{vcpu, watchdog};
@@ -26,18 +28,47 @@ pub fn failed(job: &Job, message: String) -> Report {
     Report { seq: job.seq, end: ReportEnd::Failed { message }, ..Report::default() }
 }
 
-/// Run a job; never panics (a panic in the agent becomes `Failed`).
-pub fn run(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job) -> Report {
+/// A fresh VM with vCPU 0 created but not initialised, made ahead of the job that uses it:
+/// creating (and destroying) a VM costs milliseconds under nested TCG, so the agent does it
+/// while the harness is busy with the previous result. One VM per job all the same.
+#[derive(Debug)]
+pub struct Prepared {
+    // Field order is drop order: the vCPU before its VM.
+    vcpu: VcpuFd,
+    vm: VmFd,
+}
+
+impl Prepared {
+    pub fn new(kvm: &Kvm) -> Result<Prepared, String> {
+        // Type 0: the default 40-bit IPA space (api.rst 4.2 KVM_CREATE_VM, "ARM64").
+        let vm = kvm.create_vm_with_type(0).map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+        let vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+        Ok(Prepared { vcpu, vm })
+    }
+}
+
+/// What a job leaves behind, to be dropped after the result is sent.
+#[derive(Debug)]
+pub struct Spent {
+    // Field order is drop order: vCPU, VM, then the memory the VM mapped.
+    _vm: Option<Prepared>,
+    _memory: GuestMemory,
+}
+
+/// Run a job on `prepared` (or a VM made now); never panics (a panic in the agent becomes
+/// `Failed`).
+pub fn run(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, prepared: Option<Prepared>) -> (Report, Option<Spent>) {
     let start = Instant::now();
     let mut report = Report { seq: job.seq, ..Report::default() };
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, runtime, job, &mut report)));
+    let mut spent = None;
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, runtime, job, prepared, &mut report, &mut spent)));
     report.end = match r {
         Ok(Ok(end)) => end,
         Ok(Err(message)) => ReportEnd::Failed { message },
         Err(_) => ReportEnd::Failed { message: "the agent panicked running this job (a bug in the agent; see the console)".into() },
     };
     report.elapsed_us = start.elapsed().as_micros() as u64;
-    report
+    (report, spent)
 }
 
 /// Why this host cannot run the job as asked, if it cannot.
@@ -71,11 +102,19 @@ fn skip_reason(caps: &Caps, job: &Job) -> Option<String> {
     None
 }
 
-fn execute(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, report: &mut Report) -> Result<ReportEnd, String> {
+fn execute(
+    kvm: &Kvm,
+    caps: &Caps,
+    runtime: &[Segment],
+    job: &Job,
+    prepared: Option<Prepared>,
+    report: &mut Report,
+    spent: &mut Option<Spent>,
+) -> Result<ReportEnd, String> {
     if let Some(reason) = skip_reason(caps, job) {
+        *spent = Some(Spent { _vm: prepared, _memory: GuestMemory::default() });
         return Ok(ReportEnd::Skipped { reason });
     }
-    // Declared first so it is dropped last: the VM must go before its memory.
     let mut memory = GuestMemory::default();
     memory.add(abi::RUNTIME_SLOT_BASE, abi::RUNTIME_SLOT_SIZE, false)?;
     for s in &job.slots {
@@ -88,14 +127,25 @@ fn execute(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, report: &mut 
         memory.write(seg.ipa, &seg.bytes)?;
     }
 
-    // Type 0: the default 40-bit IPA space (api.rst 4.2 KVM_CREATE_VM, "ARM64").
-    let vm = kvm.create_vm_with_type(0).map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
-    memory.register(&vm)?;
+    let mut prepared = match prepared {
+        Some(p) => p,
+        None => Prepared::new(kvm)?,
+    };
+    // From here on the VM and the memory are handed back together, even on an error, so
+    // the VM is always dropped before the memory it maps.
+    let out = run_vm(caps, job, &mut prepared, &memory, report);
+    *spent = Some(Spent { _vm: Some(prepared), _memory: memory });
+    out
+}
+
+fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory, report: &mut Report) -> Result<ReportEnd, String> {
+    let Prepared { vcpu, vm } = prepared;
+    memory.register(vm)?;
     if job.nisv_to_user {
         let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };
         vm.enable_cap(&cap).map_err(|e| format!("KVM_ENABLE_CAP KVM_CAP_ARM_NISV_TO_USER: {e}"))?;
     }
-    let mut vcpu = vcpu::create(&vm, job.aarch32, job.entry)?;
+    vcpu::init(vm, vcpu, job.aarch32, job.entry)?;
 
     let timeout = if job.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(job.timeout_ms.into()) };
     let max_exits = if job.max_exits == 0 { DEFAULT_MAX_EXITS } else { job.max_exits };
@@ -183,7 +233,7 @@ fn execute(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, report: &mut 
                     if !caps.inject_ext_dabt {
                         break ReportEnd::Stopped { reason: "cannot inject an external abort: KVM_CAP_ARM_INJECT_EXT_DABT is 0".into() };
                     }
-                    vcpu::inject_ext_dabt(&vcpu)?;
+                    vcpu::inject_ext_dabt(vcpu)?;
                 }
             }
         }
@@ -195,8 +245,6 @@ fn execute(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, report: &mut 
     for &(ipa, len) in &job.readback {
         report.readback.push(memory.read(ipa, len.into())?.to_vec());
     }
-    drop(vcpu);
-    drop(vm);
     Ok(end)
 }
 

@@ -73,6 +73,8 @@ struct Agent {
     runtime: Option<Vec<Segment>>,
     last_reply: Option<Vec<u8>>,
     runs: u64,
+    /// The VM the next job runs in, made while the harness was busy.
+    spare: Option<job::Prepared>,
 }
 
 impl Agent {
@@ -83,7 +85,7 @@ impl Agent {
         };
         let caps = kvm.as_ref().map(target_info::Caps::probe).unwrap_or_default();
         watchdog::install();
-        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0 }
+        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, spare: None }
     }
 
     fn serve(&mut self) {
@@ -137,15 +139,20 @@ impl Agent {
                     boot::crash_kernel();
                 }
                 self.runs += 1;
-                let report = match (&self.kvm, &self.runtime) {
-                    (Some(kvm), Some(rt)) => job::run(kvm, &self.caps, rt, &job),
-                    (None, _) => job::failed(&job, self.kvm_error.clone().unwrap_or_default()),
-                    (_, None) => job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()),
+                let (report, spent) = match (&self.kvm, &self.runtime) {
+                    (Some(kvm), Some(rt)) => job::run(kvm, &self.caps, rt, &job, self.spare.take()),
+                    (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), None),
+                    (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), None),
                 };
                 if let Some(text) = self.kmsg.drain(kmsg::JOB_LEVEL) {
                     self.send(&TargetMsg::Log { text: format!("kernel messages during job seq {}:\n{text}", job.seq) });
                 }
                 self.reply(&TargetMsg::Result(report));
+                // Tear the old VM down and make the next one while the harness works.
+                drop(spent);
+                if let Some(kvm) = &self.kvm {
+                    self.spare = job::Prepared::new(kvm).ok();
+                }
             }
         }
         true

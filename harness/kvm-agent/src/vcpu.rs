@@ -22,9 +22,8 @@ const fn core_reg(offset: usize) -> u64 {
 pub const REG_PC: u64 = core_reg(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pc));
 pub const REG_PSTATE: u64 = core_reg(offset_of!(kvm_regs, regs) + offset_of!(user_pt_regs, pstate));
 
-/// Create vCPU 0 and put it at `entry` in the runtime's start state.
-pub fn create(vm: &VmFd, aarch32: bool, entry: u64) -> Result<VcpuFd, String> {
-    let vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+/// Initialise a new vCPU and put it at `entry` in the runtime's start state.
+pub fn init(vm: &VmFd, vcpu: &VcpuFd, aarch32: bool, entry: u64) -> Result<(), String> {
     let mut kvi = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut kvi).map_err(|e| format!("KVM_ARM_PREFERRED_TARGET: {e}"))?;
     if aarch32 {
@@ -39,7 +38,7 @@ pub fn create(vm: &VmFd, aarch32: bool, entry: u64) -> Result<VcpuFd, String> {
     };
     vcpu.set_one_reg(REG_PC, &pc.to_le_bytes()).map_err(|e| format!("KVM_SET_ONE_REG pc: {e}"))?;
     vcpu.set_one_reg(REG_PSTATE, &pstate.to_le_bytes()).map_err(|e| format!("KVM_SET_ONE_REG pstate: {e}"))?;
-    Ok(vcpu)
+    Ok(())
 }
 
 /// Ask KVM to inject a synchronous external data abort at the access that exited
