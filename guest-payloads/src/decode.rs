@@ -329,3 +329,254 @@ fn memory(case: &Case, job: &Job, report: &Report) -> Result<Vec<RegionState>, S
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lower::{lower, testcase};
+    use trapdiff_arch::esr::Fsc;
+
+    /// A report page as the runtime writes it.
+    struct PageBuilder {
+        b: Vec<u8>,
+    }
+    impl PageBuilder {
+        fn new() -> PageBuilder {
+            let mut p = PageBuilder { b: vec![0; rp::USED as usize] };
+            p.put32(rp::OFF_MAGIC, rp::MAGIC);
+            p
+        }
+        fn put32(&mut self, off: u64, v: u32) {
+            self.b[off as usize..off as usize + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        fn put64(&mut self, off: u64, v: u64) {
+            self.b[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        fn record(&mut self, vector: u32, flags: u32, syndrome: u64, far: u64, pc: u64) -> u64 {
+            let i = u64::from(u32::from_le_bytes(self.b[8..12].try_into().unwrap()));
+            let base = rp::OFF_EXCEPTIONS + i * rp::EXCEPTION_SIZE;
+            self.put32(base + rp::REC_VECTOR, vector);
+            self.put32(base + rp::REC_FLAGS, flags);
+            self.put64(base + rp::REC_SYNDROME, syndrome);
+            self.put64(base + rp::REC_FAR, far);
+            self.put64(base + rp::REC_PC, pc);
+            self.put64(base + rp::REC_SPSR, 0x3c4);
+            self.put32(rp::OFF_N_EXCEPTIONS, i as u32 + 1);
+            i
+        }
+        fn done(mut self, status: u32) -> Vec<u8> {
+            self.put32(rp::OFF_STATUS, status);
+            self.b
+        }
+    }
+
+    fn event(i: u64) -> Exit {
+        Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::EVENT, len: 4, write: true, data: i }
+    }
+    fn done(status: u32) -> Exit {
+        Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::DONE, len: 4, write: true, data: u64::from(status) }
+    }
+    /// A report for `job` with the given page, exits and end, and plausible digests/windows.
+    fn report(job: &Job, page: Vec<u8>, exits: Vec<Exit>, end: ReportEnd) -> Report {
+        let mut readback = vec![page];
+        readback.extend(job.readback[1..].iter().map(|&(_, len)| vec![0x5a; len as usize]));
+        Report { seq: job.seq, exits, end, digests: (0..job.digests.len() as u64).collect(), readback, elapsed_us: 77 }
+    }
+    fn dabt_esr(fnv: bool) -> u64 {
+        let mut iss = DataAbortIss::with_syndrome(2, false, 0, false, false, false, Fsc(0x07)).0;
+        if fnv {
+            iss |= DataAbortIss::FNV;
+        }
+        Esr::new(Ec::DABT_CUR, true, iss).0
+    }
+
+    #[test]
+    fn a64_exits_and_records_interleave_in_order() {
+        let case = testcase::a64(testcase::EL1);
+        let job = lower(&case, 3).unwrap();
+        let mut page = PageBuilder::new();
+        let r0 = page.record(abi::vector::A64_SYNC, 0, dabt_esr(false), 0x6000_0008, 0x4000_0000);
+        let r1 = page.record(abi::vector::A64_SYNC, 0, Esr::new(Ec::SVC64, true, 0).0, 0xdead, 0x4000_0004);
+        page.put64(rp::OFF_GPRS, 0x1122); // x0
+        page.put64(rp::OFF_GPRS + 30 * 8, 0x1e);
+        page.put64(rp::OFF_GPRS + 31 * 8, 0x4000_0ff0);
+        page.put64(rp::OFF_VREGS + 48, 0x8899_aabb_ccdd_eeff);
+        page.put64(rp::OFF_VREGS + 56, 0x0011_2233_4455_6677);
+        page.put64(rp::OFF_VREGS + 64, 0x4444);
+        page.put64(rp::OFF_VREGS + 72, 0x9999); // V4's high half: not part of D4
+        page.put64(rp::OFF_FPCR_OR_FPSCR, 0x300_0000);
+        page.put64(rp::OFF_FPSR_OR_FPEXC, 0x10);
+        page.put64(rp::OFF_CPACR, 0x30_0000);
+        let mmio = Exit::Mmio { ipa: 0x5800_0010, len: 4, write: false, data: 0x1234 };
+        let nisv = Exit::Nisv { esr_iss: 0x93, ipa: 0x5800_0020 };
+        let exits = vec![mmio.clone(), event(r0), nisv, event(r1), done(abi::DONE_OK)];
+        let out = decode(&case, &job, &report(&job, page.done(abi::DONE_OK), exits, ReportEnd::Done));
+        assert_eq!(out.end, End::Done, "{out:?}");
+        assert_eq!(
+            out.events,
+            vec![
+                Event::Mmio { ipa: 0x5800_0010, len: 4, write: false, data: 0x1234 },
+                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: dabt_esr(false), far: Some(0x6000_0008), pc: 0x4000_0000 },
+                Event::Nisv { esr_iss: 0x93, ipa: 0x5800_0020 },
+                // SVC: FAR is not defined for it, so it is not reported.
+                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: Esr::new(Ec::SVC64, true, 0).0, far: None, pc: 0x4000_0004 },
+            ]
+        );
+        let st = out.state.expect("final state");
+        let reg = |r: &str| st.regs[&r.parse::<Reg>().unwrap()].0;
+        assert_eq!(reg("x0"), 0x1122);
+        assert_eq!(reg("x30"), 0x1e);
+        assert_eq!(reg("sp"), 0x4000_0ff0);
+        assert_eq!(reg("q3"), 0x0011_2233_4455_6677_8899_aabb_ccdd_eeff);
+        assert_eq!(reg("d4"), 0x4444);
+        assert_eq!(st.fp, Some(FpState { fpexc: None, fpscr: 0x300_0000, fpsr: 0x10, cpacr: 0x30_0000 }));
+        let names: Vec<_> = st.memory.iter().map(|m| m.region.as_str()).collect();
+        assert_eq!(names, ["code", "data", "dev", "hole", "far"]);
+        assert_eq!(st.memory[4].digest, 4);
+        assert_eq!(st.memory[1].windows, vec![Window { offset: 0x10, bytes: vec![0x5a; 4] }]);
+        assert_eq!(st.memory[4].windows, vec![Window { offset: 0, bytes: vec![0x5a; 8] }]);
+        assert_eq!(out.meta.elapsed_us, Some(77));
+    }
+
+    #[test]
+    fn far_is_reported_only_where_the_architecture_defines_it() {
+        assert!(far_valid(Isa::A64, Vector::Sync, dabt_esr(false)));
+        assert!(!far_valid(Isa::A64, Vector::Sync, dabt_esr(true)), "FnV set: FAR UNKNOWN");
+        assert!(far_valid(Isa::A64, Vector::Sync, Esr::new(Ec::IABT_LOW, true, 0x0f).0));
+        assert!(far_valid(Isa::A64, Vector::Sync, Esr::new(Ec::PC_ALIGN, true, 0).0));
+        assert!(far_valid(Isa::A64, Vector::Sync, Esr::new(Ec::WATCHPT_CUR, true, 0).0));
+        assert!(!far_valid(Isa::A64, Vector::Sync, Esr::new(Ec::FP_ASIMD, true, 0).0));
+        assert!(!far_valid(Isa::A64, Vector::Sync, Esr::new(Ec::UNKNOWN, true, 0).0));
+        assert!(!far_valid(Isa::A64, Vector::Serror, Esr::new(Ec::SERROR, true, 0).0));
+        // AArch32 LPAE DFSR: level-1 translation fault (0b000101), async SError (0b010001).
+        assert!(far_valid(Isa::A32, Vector::DataAbort, (1 << 9) | 0b00_0101));
+        assert!(!far_valid(Isa::A32, Vector::DataAbort, (1 << 9) | 0b01_0001));
+        assert!(far_valid(Isa::T32, Vector::PrefetchAbort, (1 << 9) | 0b00_1111));
+        assert!(!far_valid(Isa::T32, Vector::PrefetchAbort, (1 << 9) | 0b10_0010));
+        assert!(!far_valid(Isa::A32, Vector::Undef, 0));
+        assert!(!far_valid(Isa::A32, Vector::Svc, 0));
+    }
+
+    #[test]
+    fn aarch32_end_on_exception_reports_fp_and_d_registers() {
+        let case = testcase::a32(testcase::EL0);
+        let job = lower(&case, 1).unwrap();
+        let mut page = PageBuilder::new();
+        let r = page.record(abi::vector::A32_UNDEF, rp::FLAG_FROM_EL0, 0, 0, 0x4000_0012);
+        page.put64(rp::OFF_GPRS, 0xffff_ffff_0000_0007); // only the low word is r0
+        page.put64(rp::OFF_GPRS + 13 * 8, 0x4000_0800);
+        page.put64(rp::OFF_VREGS + 16, 0x2222); // D2
+        page.put64(rp::OFF_VREGS + 24, 0x3333); // D3
+        page.put64(rp::OFF_FPCR_OR_FPSCR, 0x0300_0000);
+        page.put64(rp::OFF_FPSR_OR_FPEXC, 0);
+        page.put64(rp::OFF_CPACR, 0x50_0000);
+        let exits = vec![event(r), done(abi::DONE_END_ON_EXCEPTION)];
+        let out = decode(&case, &job, &report(&job, page.done(abi::DONE_END_ON_EXCEPTION), exits, ReportEnd::Done));
+        assert_eq!(out.end, End::EndOnException, "{out:?}");
+        assert_eq!(out.events, vec![Event::Exception { vector: Vector::Undef, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0012 }]);
+        let st = out.state.unwrap();
+        let reg = |r: &str| st.regs[&r.parse::<Reg>().unwrap()].0;
+        assert_eq!(reg("r0"), 7);
+        assert_eq!(reg("r13"), 0x4000_0800);
+        assert_eq!(reg("d2"), 0x2222);
+        assert_eq!(reg("d3"), 0x3333);
+        assert_eq!(reg("q1"), 0x3333_u128 << 64 | 0x2222);
+        assert_eq!(st.fp, Some(FpState { fpexc: Some(0), fpscr: 0x0300_0000, fpsr: 0, cpacr: 0x50_0000 }));
+    }
+
+    #[test]
+    fn timeouts_keep_events_and_memory_but_report_no_registers() {
+        let case = testcase::a64(testcase::EL1);
+        let job = lower(&case, 2).unwrap();
+        let mut page = PageBuilder::new();
+        let r = page.record(abi::vector::A64_SYNC, 0, dabt_esr(false), 0x6000_0000, 0x4000_0000);
+        let out = decode(&case, &job, &report(&job, page.done(0), vec![event(r)], ReportEnd::Timeout));
+        assert_eq!(out.end, End::Timeout);
+        assert_eq!(out.events.len(), 1);
+        let st = out.state.unwrap();
+        assert!(st.regs.is_empty() && st.fp.is_none());
+        assert_eq!(st.memory.len(), 5);
+        // A timeout with no events needs no report page at all.
+        let out = decode(&case, &job, &report(&job, vec![], vec![], ReportEnd::Timeout));
+        assert_eq!(out.end, End::Timeout);
+        // Backend failures carry their message and no state.
+        let out = decode(&case, &job, &report(&job, vec![], vec![], ReportEnd::Failed { message: "qemu died".into() }));
+        assert_eq!(out.end, End::BackendError { message: "qemu died".into() });
+        assert!(out.state.is_none());
+    }
+
+    fn backend_error(out: &Outcome) -> &str {
+        match &out.end {
+            End::BackendError { message } => message,
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_reports_are_backend_errors() {
+        let case = testcase::a64(testcase::EL1);
+        let job = lower(&case, 5).unwrap();
+        let ok_page = || {
+            let mut p = PageBuilder::new();
+            p.record(abi::vector::A64_SYNC, 0, dabt_esr(false), 1, 2);
+            p
+        };
+        let run = |page: Vec<u8>, exits: Vec<Exit>| decode(&case, &job, &report(&job, page, exits, ReportEnd::Done));
+
+        let mut bad = ok_page();
+        bad.put32(rp::OFF_MAGIC, 0);
+        assert!(backend_error(&run(bad.done(0), vec![event(0), done(0)])).contains("never started"));
+        let mut bad = ok_page();
+        bad.put32(rp::OFF_N_EXCEPTIONS, 17);
+        assert!(backend_error(&run(bad.done(0), vec![event(0), done(0)])).contains("at most 16"));
+        let short = ok_page().done(0)[..100].to_vec();
+        assert!(backend_error(&run(short, vec![event(0), done(0)])).contains("100 bytes"));
+        // An EVENT for a record that is not there, or out of order.
+        assert!(backend_error(&run(ok_page().done(0), vec![event(0), event(1), done(0)])).contains("holds 1 records"));
+        assert!(backend_error(&run(ok_page().done(0), vec![event(0), event(0), done(0)])).contains("1 records came before"));
+        // A dropped EVENT exit: the page has more records than the stream.
+        assert!(backend_error(&run(ok_page().done(0), vec![done(0)])).contains("EVENT stores"));
+        // DONE and the page disagree; unknown status; stray harness accesses.
+        assert!(backend_error(&run(ok_page().done(2), vec![event(0), done(0)])).contains("report page says 2"));
+        assert!(backend_error(&run(ok_page().done(9), vec![event(0), done(9)])).contains("unknown status 9"));
+        let stray = Exit::Mmio { ipa: abi::HARNESS_MMIO + 0x10, len: 4, write: true, data: 0 };
+        assert!(backend_error(&run(ok_page().done(0), vec![stray, done(0)])).contains("offset 0x10"));
+        // The runtime's own fault and a rejected parameter block.
+        let mut rt = PageBuilder::new();
+        rt.record(abi::vector::A64_SYNC, rp::FLAG_RUNTIME, 0x9600_0045, 0x1002_0000, 0x1000_1100);
+        let msg = run(rt.done(abi::DONE_RUNTIME_FAULT), vec![event(0), done(abi::DONE_RUNTIME_FAULT)]);
+        assert!(backend_error(&msg).contains("pc 0x10001100"), "{msg:?}");
+        assert!(backend_error(&run(vec![0; 8], vec![done(abi::DONE_BAD_PARAMS)])).contains("parameter block"));
+        // A report for another job.
+        let mut other = report(&job, ok_page().done(0), vec![event(0), done(0)], ReportEnd::Done);
+        other.seq = 6;
+        assert!(backend_error(&decode(&case, &job, &other)).contains("job 6"));
+        // Wrong digest count.
+        let mut r = report(&job, ok_page().done(0), vec![event(0), done(0)], ReportEnd::Done);
+        r.digests.pop();
+        assert!(backend_error(&decode(&case, &job, &r)).contains("digests"));
+    }
+
+    /// Whatever a broken guest leaves in the page, decoding returns an outcome.
+    #[test]
+    fn garbage_pages_never_panic() {
+        let case = testcase::a32(testcase::EL1);
+        let job = lower(&case, 0).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..500 {
+            let mut page = PageBuilder::new().done(0);
+            for b in page.iter_mut().take(0x40 + (round % 5) * 0x100) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if round % 2 == 0 {
+                page[..4].copy_from_slice(&rp::MAGIC.to_le_bytes());
+                page[8] %= 20;
+            }
+            let exits = vec![event(x % 4), event(1), done((x >> 8) as u32 % 5)];
+            let _ = decode(&case, &job, &report(&job, page, exits, ReportEnd::Done));
+        }
+    }
+}

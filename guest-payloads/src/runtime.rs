@@ -18,3 +18,54 @@ pub const A64_VECTORS_OFFSET: u64 = 0x800;
 pub fn entry(aarch32: bool) -> u64 {
     if aarch32 { abi::RUNTIME_A32_BASE } else { abi::RUNTIME_BASE }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstone::arch::{arm, arm64, BuildsCapstone};
+    use capstone::Capstone;
+
+    /// Disassemble `bin` word by word (every word of the runtimes' .text is an instruction:
+    /// they use no literal pools and pad with NOPs) and return the words capstone rejects.
+    fn undecodable(cs: &Capstone, bin: &[u8], base: u64) -> Vec<(u64, u32)> {
+        bin.chunks(4)
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let addr = base + 4 * i as u64;
+                let ok = cs.disasm_count(w, addr, 1).map(|insns| insns.len() == 1).unwrap_or(false);
+                (!ok).then(|| (addr, u32::from_le_bytes(w.try_into().unwrap_or([0; 4]))))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a64_runtime_is_all_instructions() {
+        let cs = Capstone::new().arm64().mode(arm64::ArchMode::Arm).build().unwrap();
+        assert_eq!(A64.len() % 4, 0);
+        // The check can fail: an unallocated word is reported.
+        assert_eq!(undecodable(&cs, &[0xff; 4], 0), vec![(0, 0xffff_ffff)]);
+        assert_eq!(undecodable(&cs, A64, abi::RUNTIME_BASE), vec![]);
+        // Entry: a branch; vectors 2 KiB aligned, each entry starting `sub sp, sp, #FRAME`.
+        let entry = cs.disasm_count(&A64[..4], abi::RUNTIME_BASE, 1).unwrap();
+        assert_eq!(entry.iter().next().unwrap().mnemonic(), Some("b"));
+        for v in 0..16 {
+            let o = (A64_VECTORS_OFFSET + 0x80 * v) as usize;
+            let i = cs.disasm_count(&A64[o..o + 4], 0, 1).unwrap();
+            let i = i.iter().next().unwrap();
+            assert_eq!((i.mnemonic(), i.op_str()), (Some("sub"), Some("sp, sp, #0x100")), "vector {v}");
+        }
+    }
+
+    #[test]
+    fn a32_runtime_is_all_instructions() {
+        let cs = Capstone::new().arm().mode(arm::ArchMode::Arm).build().unwrap();
+        assert_eq!(A32.len() % 4, 0);
+        assert_eq!(undecodable(&cs, &0xffff_ffffu32.to_le_bytes(), 0), vec![(0, 0xffff_ffff)]);
+        assert_eq!(undecodable(&cs, A32, abi::RUNTIME_A32_BASE), vec![]);
+        // The vector table: eight branches, the first (reset) being the entry.
+        for v in 0..8 {
+            let i = cs.disasm_count(&A32[4 * v..4 * v + 4], 0, 1).unwrap();
+            assert_eq!(i.iter().next().unwrap().mnemonic(), Some("b"), "vector slot {v}");
+        }
+    }
+}
