@@ -331,6 +331,7 @@ fn memory(case: &Case, job: &Job, report: &Report) -> Result<Vec<RegionState>, S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use crate::lower::{lower, testcase};

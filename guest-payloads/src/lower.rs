@@ -429,6 +429,7 @@ pub(crate) mod testcase {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use abi::params as p;

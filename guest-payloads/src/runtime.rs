@@ -20,6 +20,7 @@ pub fn entry(aarch32: bool) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use capstone::arch::{arm, arm64, BuildsCapstone};

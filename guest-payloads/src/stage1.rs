@@ -241,6 +241,7 @@ impl Stage1 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use crate::lower::{tables, testcase};

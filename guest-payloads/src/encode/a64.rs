@@ -454,6 +454,12 @@ pub fn cbz(nonzero: bool, x: bool, rt: u8, off: i64) -> Word {
     0x3400_0000 | u32::from(x) << 31 | u32::from(nonzero) << 24 | sfield(scaled(off, 4, "branch offset"), 19, "imm19") << 5 | ufield(rt.into(), 5, "Rt")
 }
 
+/// `TBZ/TBNZ Xt|Wt, #bit, <label>` (C6.2.403 TBNZ): test one bit and branch.
+pub fn tbz(nonzero: bool, rt: u8, bit: u32, off: i64) -> Word {
+    let bit = ufield(bit.into(), 6, "bit");
+    (bit >> 5) << 31 | 0x3600_0000 | u32::from(nonzero) << 24 | (bit & 31) << 19 | sfield(scaled(off, 4, "branch offset"), 14, "imm14") << 5 | ufield(rt.into(), 5, "Rt")
+}
+
 /// `BR Xn`.
 pub fn br(rn: u8) -> Word {
     0xd61f_0000 | ufield(rn.into(), 5, "Rn") << 5
@@ -678,6 +684,8 @@ mod tests {
             (b_cond(Cond::Lo, -8), "b.lo #0xfffffffffffffff8"),
             (cbz(true, true, 3, 12), "cbnz x3, #0xc"),
             (cbz(false, false, 3, 12), "cbz w3, #0xc"),
+            (tbz(true, 4, 28, 16), "tbnz w4, #0x1c, #0x10"),
+            (tbz(false, 4, 33, 8), "tbz x4, #0x21, #8"),
             (br(2), "br x2"),
             (blr(2), "blr x2"),
             (ret(), "ret"),
