@@ -125,11 +125,14 @@ debian_cargo() {
         CARGO_TARGET_DIR="$CACHE/cross-target" /usr/bin/cargo "$@"
 }
 
+# The soft-float target keeps the compiler away from the FP/SIMD registers at EL2: they hold
+# the guest's FP state, switched lazily (oracles/refhyp/src/fp.rs). Image:
+# build/cross-target/aarch64-unknown-none-softfloat/release/refhyp
 build_refhyp() {
     [ -f "$ROOT/oracles/refhyp/Cargo.toml" ] || return 0
     (cd "$ROOT/oracles/refhyp" && debian_cargo build --release -q \
         -Zbuild-std=core,compiler_builtins,alloc -Zbuild-std-features=compiler-builtins-mem \
-        --target aarch64-unknown-none)
+        --target aarch64-unknown-none-softfloat)
 }
 
 build_agent() {
