@@ -26,3 +26,4 @@ pub mod model;
 pub mod select;
 pub mod initramfs;
 pub mod kvm;
+pub mod refhyp;
