@@ -1,0 +1,249 @@
+//! Unicorn, used for instruction semantics only: it computes register and memory results and
+//! reports every data access through hooks. It never decides a trap: the rules do, and the
+//! model rolls Unicorn back when they say an instruction faulted.
+
+use trapdiff_arch::Isa;
+use unicorn_engine::unicorn_const::{Arch, HookType, MemType, Mode, Prot};
+use unicorn_engine::{RegisterARM, RegisterARM64, Unicorn};
+
+/// One data access Unicorn performed (or tried: `mapped == false` stopped the instruction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub addr: u64,
+    pub size: u8,
+    pub write: bool,
+    /// The value written (stores).
+    pub value: u64,
+    pub mapped: bool,
+}
+
+/// What the hooks record while one instruction runs.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub accesses: Vec<Access>,
+    /// Bytes each store overwrote, to undo the instruction.
+    pub undo: Vec<(u64, [u8; 16], u8)>,
+}
+
+/// Why Unicorn stopped short of completing an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepError {
+    /// An access to unmapped memory (the hooks recorded it).
+    Unmapped,
+    /// Unicorn does not know the instruction.
+    InvalidInstruction,
+    /// Any other CPU exception inside Unicorn (an alignment check, for example).
+    Exception,
+}
+
+/// Unicorn could not be set up.
+#[derive(Debug)]
+pub struct EngineError(pub String);
+
+/// One Unicorn instance for one architecture, reused case after case.
+pub struct Cpu {
+    uc: Unicorn<'static, Log>,
+    aarch64: bool,
+    mapped: Vec<(u64, u64)>,
+}
+
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cpu").field("aarch64", &self.aarch64).field("mapped", &self.mapped).finish()
+    }
+}
+
+fn err(what: &str, e: unicorn_engine::unicorn_const::uc_error) -> EngineError {
+    EngineError(format!("unicorn: {what}: {e:?}"))
+}
+
+impl Cpu {
+    pub fn new(aarch64: bool) -> Result<Cpu, EngineError> {
+        let (arch, mode) = if aarch64 { (Arch::ARM64, Mode::ARM) } else { (Arch::ARM, Mode::ARM) };
+        let mut uc = Unicorn::new_with_data(arch, mode, Log::default()).map_err(|e| err("open", e))?;
+        if aarch64 {
+            // Arm64CpuModel::MAX
+            uc.ctl_set_cpu_model(3).map_err(|e| err("cpu model", e))?;
+        } else {
+            // ArmCpuModel::CORTEX_A15: Armv7-A with VFPv4, Advanced SIMD and LPAE.
+            uc.ctl_set_cpu_model(17).map_err(|e| err("cpu model", e))?;
+        }
+        uc.add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, 1, 0, |uc, ty, addr, size, value| {
+            let write = ty == MemType::WRITE;
+            if write {
+                let mut old = [0u8; 16];
+                let n = size.min(16);
+                // The hook runs before the store: these are the bytes it will overwrite.
+                if uc.mem_read(addr, &mut old[..n]).is_ok() {
+                    uc.get_data_mut().undo.push((addr, old, n as u8));
+                }
+            }
+            uc.get_data_mut().accesses.push(Access { addr, size: size as u8, write, value: value as u64, mapped: true });
+            true
+        })
+        .map_err(|e| err("memory hook", e))?;
+        uc.add_mem_hook(HookType::MEM_READ_UNMAPPED | HookType::MEM_WRITE_UNMAPPED, 1, 0, |uc, ty, addr, size, value| {
+            let write = ty == MemType::WRITE_UNMAPPED;
+            uc.get_data_mut().accesses.push(Access { addr, size: size as u8, write, value: value as u64, mapped: false });
+            false
+        })
+        .map_err(|e| err("unmapped hook", e))?;
+        Ok(Cpu { uc, aarch64, mapped: Vec::new() })
+    }
+
+    /// Forget the previous case's memory and map this case's regions with memory.
+    pub fn map(&mut self, regions: &[(u64, Vec<u8>)]) -> Result<(), EngineError> {
+        for (base, size) in self.mapped.drain(..) {
+            self.uc.mem_unmap(base, size).map_err(|e| err("unmap", e))?;
+        }
+        for (base, bytes) in regions {
+            self.uc.mem_map(*base, bytes.len() as u64, Prot::ALL).map_err(|e| err(&format!("map {base:#x}"), e))?;
+            self.uc.mem_write(*base, bytes).map_err(|e| err("write", e))?;
+            self.mapped.push((*base, bytes.len() as u64));
+        }
+        self.uc.ctl_flush_tb().map_err(|e| err("flush", e))?;
+        Ok(())
+    }
+
+    pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
+        self.uc.mem_read_as_vec(addr, len).unwrap_or_else(|_| vec![0; len])
+    }
+
+    pub fn write_mem(&mut self, addr: u64, bytes: &[u8]) -> bool {
+        self.uc.mem_write(addr, bytes).is_ok()
+    }
+
+    /// General-purpose register n (A64: X0..X30, 31 = SP; AArch32: R0..R15).
+    pub fn gpr(&self, n: u8) -> u64 {
+        self.uc.reg_read(gpr_id(self.aarch64, n)).unwrap_or(0)
+    }
+    pub fn set_gpr(&mut self, n: u8, v: u64) {
+        let _ = self.uc.reg_write(gpr_id(self.aarch64, n), v);
+    }
+    /// V/Q register n as 128 bits.
+    pub fn vreg(&self, n: u8) -> u128 {
+        let id = if self.aarch64 { RegisterARM64::Q0 as i32 + i32::from(n) } else { RegisterARM::Q0 as i32 + i32::from(n) };
+        match self.uc.reg_read_long(id) {
+            Ok(b) if b.len() >= 16 => u128::from_le_bytes(b[..16].try_into().unwrap_or([0; 16])),
+            _ => 0,
+        }
+    }
+    pub fn set_vreg(&mut self, n: u8, v: u128) {
+        let id = if self.aarch64 { RegisterARM64::Q0 as i32 + i32::from(n) } else { RegisterARM::Q0 as i32 + i32::from(n) };
+        let _ = self.uc.reg_write_long(id, &v.to_le_bytes());
+    }
+    /// AArch32 D register n (D0..D31).
+    pub fn dreg(&self, n: u8) -> u64 {
+        self.uc.reg_read(RegisterARM::D0 as i32 + i32::from(n)).unwrap_or(0)
+    }
+    pub fn set_dreg(&mut self, n: u8, v: u64) {
+        let _ = self.uc.reg_write(RegisterARM::D0 as i32 + i32::from(n), v);
+    }
+    pub fn pc(&self) -> u64 {
+        self.uc.pc_read().unwrap_or(0)
+    }
+    pub fn fp_control(&self) -> (u32, u32) {
+        if self.aarch64 {
+            (self.uc.reg_read(RegisterARM64::FPCR).unwrap_or(0) as u32, self.uc.reg_read(RegisterARM64::FPSR).unwrap_or(0) as u32)
+        } else {
+            (self.uc.reg_read(RegisterARM::FPSCR).unwrap_or(0) as u32, 0)
+        }
+    }
+
+    /// Put the CPU into a case's initial state: every register zero, then `set` applies the
+    /// case's values. FP/SIMD stays enabled inside Unicorn: the rules decide traps.
+    pub fn reset(&mut self, fpscr: u32) {
+        if self.aarch64 {
+            for n in 0..=31 {
+                self.set_gpr(n, 0);
+                self.set_vreg(n, 0);
+            }
+            let _ = self.uc.reg_write(RegisterARM64::NZCV, 0);
+            let _ = self.uc.reg_write(RegisterARM64::CPACR_EL1, 3 << 20);
+            let _ = self.uc.reg_write(RegisterARM64::FPCR, u64::from(fpscr));
+            let _ = self.uc.reg_write(RegisterARM64::FPSR, 0);
+        } else {
+            for n in 0..=14 {
+                self.set_gpr(n, 0);
+            }
+            for n in 0..32 {
+                self.set_dreg(n, 0);
+            }
+            // SYS mode (0x1f), ARM state, A/I/F masked.
+            let _ = self.uc.reg_write(RegisterARM::CPSR, 0x1df);
+            let _ = self.uc.reg_write(RegisterARM::C1_C0_2, 0xf << 20);
+            let _ = self.uc.reg_write(RegisterARM::FPEXC, 1 << 30);
+            let _ = self.uc.reg_write(RegisterARM::FPSCR, u64::from(fpscr));
+        }
+        let log = self.uc.get_data_mut();
+        log.accesses.clear();
+        log.undo.clear();
+    }
+
+    /// Execute exactly one instruction at `pc` (T32: `thumb`). The hooks' log starts empty.
+    pub fn step(&mut self, pc: u64, thumb: bool) -> Result<(), StepError> {
+        {
+            let log = self.uc.get_data_mut();
+            log.accesses.clear();
+            log.undo.clear();
+        }
+        let begin = if thumb { pc | 1 } else { pc };
+        match self.uc.emu_start(begin, u64::MAX, 0, 1) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                use unicorn_engine::unicorn_const::uc_error as E;
+                Err(match e {
+                    E::READ_UNMAPPED | E::WRITE_UNMAPPED | E::FETCH_UNMAPPED => StepError::Unmapped,
+                    E::INSN_INVALID => StepError::InvalidInstruction,
+                    _ => StepError::Exception,
+                })
+            }
+        }
+    }
+
+    pub fn log(&self) -> &Log {
+        self.uc.get_data()
+    }
+
+    /// Save registers before an instruction that may fault.
+    pub fn save(&self, ctx: &mut unicorn_engine::Context) {
+        let _ = self.uc.context_save(ctx);
+    }
+    /// Undo the last step: registers from `ctx`, memory from the store log.
+    pub fn rollback(&mut self, ctx: &unicorn_engine::Context) {
+        let _ = self.uc.context_restore(ctx);
+        let undo: Vec<_> = self.uc.get_data_mut().undo.drain(..).collect();
+        for (addr, old, n) in undo.into_iter().rev() {
+            let _ = self.uc.mem_write(addr, &old[..usize::from(n)]);
+        }
+    }
+    pub fn context(&self) -> Result<unicorn_engine::Context, EngineError> {
+        self.uc.context_alloc().map_err(|e| err("context", e))
+    }
+    pub fn set_pc(&mut self, pc: u64) {
+        let _ = self.uc.set_pc(pc);
+    }
+}
+
+fn gpr_id(aarch64: bool, n: u8) -> i32 {
+    if aarch64 {
+        match n {
+            0..=28 => RegisterARM64::X0 as i32 + i32::from(n),
+            29 => RegisterARM64::X29 as i32,
+            30 => RegisterARM64::X30 as i32,
+            _ => RegisterARM64::SP as i32,
+        }
+    } else {
+        match n {
+            0..=12 => RegisterARM::R0 as i32 + i32::from(n),
+            13 => RegisterARM::SP as i32,
+            14 => RegisterARM::LR as i32,
+            _ => RegisterARM::PC as i32,
+        }
+    }
+}
+
+/// The instruction set a Cpu runs.
+pub fn is_aarch64(isa: Isa) -> bool {
+    isa == Isa::A64
+}

@@ -1,0 +1,981 @@
+//! One case through the model: the fetch/decode/check/execute loop, the guest runtime's
+//! conventions (exception records, skip or end, limits) and the final state.
+
+use std::collections::HashSet;
+
+use trapdiff_arch::abi;
+use trapdiff_arch::case::{ExceptionAction, MmioAction, NisvAction, Reg, RegValue, RegionKind, S1Perm};
+use trapdiff_arch::crc32::fnv1a64;
+use trapdiff_arch::esr::{Ec, Esr, Fsc};
+use trapdiff_arch::memattr::{S1Attr, S2Attr};
+use trapdiff_arch::outcome::{End, Event, FinalState, FpState, RegionState, Unknown, Vector, Window};
+use trapdiff_arch::sysreg::fpexc;
+use trapdiff_arch::{Case, El, Isa, Outcome, Region};
+
+use crate::decode::capstone_check::Disassemblers;
+use crate::decode::{a32, a64, MemOp, Op, SysTarget};
+use crate::engine::{Access, Cpu, StepError};
+use crate::machine;
+use crate::profile::{CmoOutsideMemory, Profile, UnhandledS2Fault};
+use crate::rules::cmo::{self, CmoKind};
+use crate::rules::fpsimd::{self, A32FpAccess, FpCheck};
+use crate::rules::memtype::{self, MemType};
+use crate::rules::syndrome::{self, LsSyndrome, MemClass};
+
+/// Instructions after which a case that has not reached its end marker is a timeout (the live
+/// backends' watchdog; a correct case runs far fewer).
+const STEP_LIMIT: u64 = 500_000;
+const PAGE: u64 = trapdiff_arch::case::PAGE_SIZE;
+
+/// A stage-2 fault, as the hypervisor sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum S2Fault {
+    /// No memslot at the IPA (an `mmio` region or no region at all).
+    NoMemslot,
+    /// A write (or a write-faulting CMO) to a read-only memslot, or a CMO to one of its pages
+    /// stage 2 has not mapped yet.
+    ReadOnly,
+    /// An alignment fault from a Device stage-2 attribute.
+    Alignment,
+}
+
+/// Where an access faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// A stage-1 fault (or an alignment fault), taken by the guest itself. `level_known` is
+    /// false when the faulting address lies outside every region, so the runtime's tables
+    /// decide the level.
+    Stage1 { fsc: Fsc, level_known: bool },
+    Stage2(S2Fault),
+}
+
+/// What one instruction did to control flow.
+enum Flow {
+    /// Continue at this address.
+    At(u64),
+    End(End),
+}
+
+pub(crate) struct Run<'a> {
+    case: &'a Case,
+    profile: &'static Profile,
+    cpu: &'a mut Cpu,
+    ctx: &'a mut unicorn_engine::Context,
+    dis: &'a Disassemblers,
+    isa: Isa,
+    el: El,
+    events: Vec<Event>,
+    unknown: Vec<Unknown>,
+    exceptions: u32,
+    exits: u32,
+    next_read: usize,
+    /// The guest's CPACR_EL1 / CPACR (Unicorn keeps FP enabled; the rules use this).
+    cpacr: u64,
+    /// The guest's FPEXC (AArch32).
+    fpexc: u32,
+    /// Pages of read-only memslots stage 2 has mapped (profile.lazy_s2).
+    ro_mapped: HashSet<u64>,
+    /// Registers holding IMPLEMENTATION DEFINED values.
+    impdef_regs: Vec<(Reg, &'static str)>,
+    /// Regions whose final bytes are UNKNOWN (a multi-access store aborted part-way).
+    unknown_regions: HashSet<usize>,
+}
+
+fn mask(len: u8) -> u64 {
+    if len >= 8 { u64::MAX } else { (1u64 << (8 * u32::from(len))) - 1 }
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(
+        case: &'a Case,
+        profile: &'static Profile,
+        cpu: &'a mut Cpu,
+        ctx: &'a mut unicorn_engine::Context,
+        dis: &'a Disassemblers,
+    ) -> Result<Run<'a>, String> {
+        let isa = case.state.isa;
+        let regions: Vec<(u64, Vec<u8>)> =
+            case.memory.iter().filter(|r| r.kind.has_memory()).map(|r| (r.ipa, case.initial_bytes(r))).collect();
+        cpu.map(&regions).map_err(|e| format!("the model could not map the case's memory: {}", e.0))?;
+        cpu.reset(case.sysregs.fpscr.unwrap_or(0));
+        for (reg, v) in &case.regs {
+            match *reg {
+                Reg::X(n) => cpu.set_gpr(n, v.0 as u64),
+                Reg::Sp => cpu.set_gpr(31, v.0 as u64),
+                Reg::R(n) => cpu.set_gpr(n, v.0 as u64 & 0xffff_ffff),
+                Reg::Q(n) if isa == Isa::A64 => cpu.set_vreg(n, v.0),
+                Reg::Q(n) => {
+                    cpu.set_dreg(2 * n, v.0 as u64);
+                    cpu.set_dreg(2 * n + 1, (v.0 >> 64) as u64);
+                }
+                Reg::D(n) if isa == Isa::A64 => {
+                    let hi = cpu.vreg(n) & !u128::from(u64::MAX);
+                    cpu.set_vreg(n, hi | (v.0 & u128::from(u64::MAX)));
+                }
+                Reg::D(n) => cpu.set_dreg(n, v.0 as u64),
+            }
+        }
+        let default_cpacr = if isa == Isa::A64 { 3 << 20 } else { 0xf << 20 };
+        Ok(Run {
+            case,
+            profile,
+            cpu,
+            ctx,
+            dis,
+            isa,
+            el: case.state.el,
+            events: Vec::new(),
+            unknown: Vec::new(),
+            exceptions: 0,
+            exits: 0,
+            next_read: 0,
+            cpacr: case.sysregs.cpacr.unwrap_or(default_cpacr),
+            fpexc: case.sysregs.fpexc.unwrap_or(fpexc::EN),
+            ro_mapped: HashSet::new(),
+            impdef_regs: Vec::new(),
+            unknown_regions: HashSet::new(),
+        })
+    }
+
+    pub(crate) fn run(&mut self) -> Outcome {
+        let end_marker = self.case.code.ipa + self.case.code.size(self.isa);
+        let mut pc = self.case.code.ipa;
+        let mut steps = 0u64;
+        let end = loop {
+            if pc == end_marker {
+                break End::Done;
+            }
+            steps += 1;
+            if steps > STEP_LIMIT {
+                break End::Timeout;
+            }
+            match self.step(pc) {
+                Flow::At(next) => pc = next,
+                Flow::End(e) => break e,
+            }
+        };
+        let state = matches!(end, End::Done | End::EndOnException | End::ExceptionLimit).then(|| self.final_state());
+        self.mark_state_unknowns(state.as_ref());
+        Outcome { events: std::mem::take(&mut self.events), end, state, unknown: std::mem::take(&mut self.unknown), meta: Default::default() }
+    }
+
+    fn aarch32(&self) -> bool {
+        self.isa.is_aarch32()
+    }
+
+    // ---- instruction fetch -------------------------------------------------------------
+
+    fn step(&mut self, pc: u64) -> Flow {
+        // Instruction fetch: stage 1 execute permission, then stage 2 (Arm ARM D8.4, ASL
+        // AArch64.S1CheckPermission / S2CheckPermission for AccessType_IFETCH).
+        if let Some(f) = self.fetch_fault(pc) {
+            return self.instruction_abort(pc, f);
+        }
+        let (word, size) = self.fetch_word(pc);
+        let op = match self.isa {
+            Isa::A64 => a64::decode(word),
+            Isa::A32 => a32::decode_a32(word),
+            Isa::T32 => a32::decode_t32(word),
+        };
+        self.execute(pc, size, word, op)
+    }
+
+    fn fetch_word(&self, pc: u64) -> (u32, u64) {
+        if self.isa == Isa::T32 {
+            let b = self.cpu.read_mem(pc, 4);
+            let hw1 = u16::from_le_bytes([b[0], b[1]]);
+            if trapdiff_arch::case::t32_is_32bit(hw1) {
+                let hw2 = u16::from_le_bytes([b[2], b[3]]);
+                return ((u32::from(hw1) << 16) | u32::from(hw2), 4);
+            }
+            return (u32::from(hw1), 2);
+        }
+        let b = self.cpu.read_mem(pc, 4);
+        (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4)
+    }
+
+    fn region_index(&self, addr: u64) -> Option<usize> {
+        self.case.memory.iter().position(|r| addr >= r.ipa && addr - r.ipa < r.size)
+    }
+
+    fn el0_accessible(&self, r: &Region) -> bool {
+        r.s1.and_then(|s| s.el0).unwrap_or(self.el == El::El0)
+    }
+
+    fn fetch_fault(&mut self, pc: u64) -> Option<Fault> {
+        let idx = self.region_index(pc);
+        if self.case.sysregs.mmu {
+            let Some(i) = idx else {
+                return Some(Fault::Stage1 { fsc: Fsc::translation(3), level_known: false });
+            };
+            let r = &self.case.memory[i];
+            let perm = r.s1.map(|s| s.perm).unwrap_or_default();
+            if perm == S1Perm::Unmapped {
+                return Some(Fault::Stage1 { fsc: Fsc::translation(3), level_known: true });
+            }
+            let exec = matches!(perm, S1Perm::Rwx | S1Perm::Rx);
+            let el0 = self.el0_accessible(r);
+            // EL1 may not execute what EL0 can write (Arm ARM D8.4.1.2: AP[1] == 1 with write
+            // permission implies PXN); EL0 needs EL0 access.
+            let ok = match self.el {
+                El::El0 => exec && el0,
+                El::El1 => exec && !(el0 && matches!(perm, S1Perm::Rwx | S1Perm::Rw)),
+            };
+            if !ok {
+                return Some(Fault::Stage1 { fsc: Fsc::permission(3), level_known: true });
+            }
+        }
+        match idx.map(|i| self.case.memory[i].kind) {
+            None | Some(RegionKind::Mmio) => Some(Fault::Stage2(S2Fault::NoMemslot)),
+            Some(RegionKind::RoRam) => {
+                self.ro_mapped.insert(pc / PAGE);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn instruction_abort(&mut self, pc: u64, f: Fault) -> Flow {
+        let from_el0 = self.el == El::El0;
+        match f {
+            Fault::Stage1 { fsc, level_known } => {
+                let (vector, syndrome) = if self.aarch32() {
+                    (Vector::PrefetchAbort, syndrome::a32_ifsr(fsc))
+                } else {
+                    (Vector::Sync, syndrome::a64_stage1_instruction_abort(from_el0, fsc))
+                };
+                let n = self.events.len();
+                let flow = self.exception(vector, syndrome, Some(pc), pc, 0);
+                if !level_known {
+                    self.unknown_level(n);
+                }
+                // A fetch fault cannot be skipped past: the runtime's skip lands on the next
+                // instruction only if it is fetchable; the model follows the same rule.
+                match flow {
+                    Flow::At(_) => Flow::At(pc + self.isa.insn_align().max(if self.isa == Isa::T32 { 2 } else { 4 })),
+                    e => e,
+                }
+            }
+            // mmu.c kvm_handle_guest_abort(): "if (is_iabt) { ret = -ENOEXEC; ... }" then
+            // kvm_inject_pabt(): the guest takes an external abort on instruction fetch.
+            Fault::Stage2(_) => self.injected_abort(pc, pc, true, 4),
+        }
+    }
+
+    // ---- exceptions, as the runtime reports them ----------------------------------------
+
+    /// Record a guest exception; the runtime skips the instruction (`size` bytes) or ends.
+    fn exception(&mut self, vector: Vector, syndrome: u64, far: Option<u64>, pc: u64, size: u64) -> Flow {
+        self.exceptions += 1;
+        if self.exceptions > self.case.limits.max_exceptions {
+            return Flow::End(End::ExceptionLimit);
+        }
+        self.events.push(Event::Exception { vector, from_el0: self.el == El::El0, syndrome, far, pc });
+        match self.case.state.on_exception {
+            ExceptionAction::End => Flow::End(End::EndOnException),
+            ExceptionAction::Skip => Flow::At(pc + size),
+        }
+    }
+
+    fn undefined(&mut self, pc: u64, size: u64) -> Flow {
+        if self.aarch32() {
+            // AArch32 Undefined Instruction exception: the runtime records syndrome 0.
+            self.exception(Vector::Undef, 0, None, pc, size)
+        } else {
+            // ESR_EL1.EC == 0 (Unknown reason), IL = 1 (Arm ARM D24.2.41: EC 0x00).
+            self.exception(Vector::Sync, Esr::new(Ec::UNKNOWN, true, 0).0, None, pc, size)
+        }
+    }
+
+    /// A synchronous external abort the hypervisor injects (inject_fault.c inject_abt64(): ESR
+    /// = EC {I,D}ABT_{CUR,LOW} | IL (32-bit instruction) | FSC_EXTABT, FAR = the faulting VA;
+    /// inject_abt32(): LPAE-format FSR 0x210, DFAR/IFAR = the VA).
+    fn injected_abort(&mut self, pc: u64, far: u64, is_iabt: bool, size: u64) -> Flow {
+        let from_el0 = self.el == El::El0;
+        if self.aarch32() {
+            let vector = if is_iabt { Vector::PrefetchAbort } else { Vector::DataAbort };
+            let fsr = u64::from(trapdiff_arch::esr::fsr32::LPAE) | u64::from(Fsc::SYNC_EXTERNAL.0);
+            return self.exception(vector, fsr, Some(far), pc, size);
+        }
+        let ec = match (is_iabt, from_el0) {
+            (true, true) => Ec::IABT_LOW,
+            (true, false) => Ec::IABT_CUR,
+            (false, true) => Ec::DABT_LOW,
+            (false, false) => Ec::DABT_CUR,
+        };
+        let il = size == 4;
+        self.exception(Vector::Sync, Esr::new(ec, il, u32::from(Fsc::SYNC_EXTERNAL.0)).0, Some(far), pc, size)
+    }
+
+    /// A stage-1 (or alignment) data abort the guest takes.
+    fn data_abort_s1(&mut self, pc: u64, size: u64, va: u64, fsc: Fsc, cm: bool, wnr: bool, level_known: bool) -> Flow {
+        let (vector, syndrome) = if self.aarch32() {
+            (Vector::DataAbort, syndrome::a32_dfsr(cm, wnr, fsc))
+        } else {
+            (Vector::Sync, syndrome::a64_stage1_data_abort(self.el == El::El0, true, cm, wnr, fsc))
+        };
+        let n = self.events.len();
+        let flow = self.exception(vector, syndrome, Some(va), pc, size);
+        if !level_known {
+            self.unknown_level(n);
+        }
+        flow
+    }
+
+    fn unknown_level(&mut self, n: usize) {
+        if n < self.events.len() {
+            self.unknown.push(Unknown {
+                path: format!("events[{n}].syndrome"),
+                mask: 0x3,
+                why: "fault level of an address outside every region depends on the runtime's stage-1 table layout (Arm ARM D8.3: level of the invalid descriptor)".into(),
+            });
+        }
+    }
+
+    // ---- execution -----------------------------------------------------------------------
+
+    fn execute(&mut self, pc: u64, size: u64, word: u32, op: Op) -> Flow {
+        let el0 = self.el == El::El0;
+        match op {
+            Op::Svc { imm } => {
+                if self.aarch32() {
+                    self.exception(Vector::Svc, 0, None, pc, size)
+                } else {
+                    // ESR_EL1: EC 0x15, IL, ISS = imm16 (Arm ARM D24.2.41, EC 0x15).
+                    self.exception(Vector::Sync, Esr::new(Ec::SVC64, true, imm & 0xffff).0, None, pc, size)
+                }
+            }
+            Op::Undefined => self.undefined(pc, size),
+            Op::Privileged if el0 => self.undefined(pc, size),
+            Op::Fp { advsimd, access } => {
+                if let Some(f) = self.fp_check(pc, size, advsimd, access) {
+                    return f;
+                }
+                self.unicorn_step(pc, size, word)
+            }
+            Op::Mem(m) => self.memory_op(pc, size, m),
+            Op::Cmo { kind, reg } => self.cmo(pc, size, kind, reg),
+            Op::CmoNoAddress if el0 => self.undefined(pc, size),
+            Op::CmoNoAddress => Flow::At(pc + size),
+            Op::SysRead { target, rt } => self.sys_read(pc, size, word, target, rt),
+            Op::SysWrite { target, rt } => self.sys_write(pc, size, word, target, rt),
+            Op::Privileged | Op::Other => self.unicorn_step(pc, size, word),
+        }
+    }
+
+    /// Let Unicorn run an instruction the rules have nothing to say about.
+    fn unicorn_step(&mut self, pc: u64, size: u64, word: u32) -> Flow {
+        self.cpu.save(self.ctx);
+        let r = self.cpu.step(pc, self.isa == Isa::T32);
+        if !self.cpu.log().accesses.is_empty() {
+            // Capstone's second opinion: a memory access the decoders missed is treated as an
+            // unclassified access without a valid syndrome.
+            let bytes = self.insn_bytes(word, size);
+            let _ = self.dis.has_memory_operand(self.isa, &bytes);
+            self.cpu.rollback(self.ctx);
+            let m = MemOp { class: MemClass::Unclassified, load: true, store: true, size: 0, syndrome: None, fp: None, base: None, unpriv: false };
+            return self.memory_op(pc, size, m);
+        }
+        match r {
+            Ok(()) => Flow::At(self.cpu.pc() & !1),
+            Err(StepError::InvalidInstruction) => {
+                self.cpu.rollback(self.ctx);
+                self.undefined(pc, size)
+            }
+            Err(e) => {
+                self.cpu.rollback(self.ctx);
+                let text = self.dis.text(self.isa, &self.insn_bytes(word, size));
+                Flow::End(End::Skipped { reason: format!("the model cannot execute `{text}` at {pc:#x} ({e:?} in Unicorn)") })
+            }
+        }
+    }
+
+    fn insn_bytes(&self, word: u32, size: u64) -> Vec<u8> {
+        match (self.isa, size) {
+            (Isa::T32, 2) => (word as u16).to_le_bytes().to_vec(),
+            (Isa::T32, _) => {
+                let mut v = ((word >> 16) as u16).to_le_bytes().to_vec();
+                v.extend_from_slice(&(word as u16).to_le_bytes());
+                v
+            }
+            _ => word.to_le_bytes().to_vec(),
+        }
+    }
+
+    fn fp_check(&mut self, pc: u64, size: u64, advsimd: bool, access: A32FpAccess) -> Option<Flow> {
+        let check = if self.aarch32() {
+            fpsimd::check_a32(self.cpacr as u32, self.fpexc, self.el, advsimd, access)
+        } else {
+            fpsimd::check_a64(self.cpacr, self.el)
+        };
+        match check {
+            FpCheck::Enabled => None,
+            // ESR_EL1.EC 0x07, IL = 1, ISS RES0 for a trap from AArch64 (Arm ARM D24.2.41).
+            FpCheck::TrapA64 => Some(self.exception(Vector::Sync, Esr::new(Ec::FP_ASIMD, true, 0).0, None, pc, size)),
+            FpCheck::Undefined => Some(self.undefined(pc, size)),
+            FpCheck::Unpredictable => Some(Flow::End(End::Skipped {
+                reason: format!("CPACR {:#x}: cp10/cp11 reserved or unequal, CONSTRAINED UNPREDICTABLE (Arm ARM G8.2.30)", self.cpacr),
+            })),
+        }
+    }
+
+    // ---- system registers ----------------------------------------------------------------
+
+    fn sys_read(&mut self, pc: u64, size: u64, word: u32, target: SysTarget, rt: u8) -> Flow {
+        let el0 = self.el == El::El0;
+        match target {
+            SysTarget::Cpacr | SysTarget::El1Other | SysTarget::Id if el0 => self.undefined(pc, size),
+            SysTarget::Cpacr => {
+                self.set_reg_result(rt, self.cpacr);
+                Flow::At(pc + size)
+            }
+            SysTarget::Fpexc => {
+                if let Some(f) = self.fp_check(pc, size, false, A32FpAccess::ControlRegister) {
+                    return f;
+                }
+                self.set_reg_result(rt, u64::from(self.fpexc));
+                self.note_impdef_bits(rt, "FPEXC bits other than EN are IMPLEMENTATION DEFINED (Arm ARM G8.2.56)");
+                Flow::At(pc + size)
+            }
+            SysTarget::FpStatus => {
+                if let Some(f) = self.fp_check(pc, size, false, A32FpAccess::Normal) {
+                    return f;
+                }
+                self.unicorn_step(pc, size, word)
+            }
+            SysTarget::Ctr if el0 && !self.aarch32() && !self.case.sysregs.el0_cache_ops => self.sys64_trap(pc, size, word),
+            SysTarget::Ctr | SysTarget::Dczid | SysTarget::Id => {
+                if self.aarch32() && target == SysTarget::Id && (word >> 8) & 0xf == 10 {
+                    // VMRS of FPSID/MVFRx: an FP control-register access.
+                    if let Some(f) = self.fp_check(pc, size, false, A32FpAccess::ControlRegister) {
+                        return f;
+                    }
+                }
+                let flow = self.unicorn_step(pc, size, word);
+                self.note_impdef(rt, "ID and cache-geometry registers are IMPLEMENTATION DEFINED (Arm ARM D24.2 MIDR_EL1, CTR_EL0, DCZID_EL0)");
+                flow
+            }
+            SysTarget::El1Other | SysTarget::El0Other => self.unicorn_step(pc, size, word),
+        }
+    }
+
+    fn sys_write(&mut self, pc: u64, size: u64, word: u32, target: SysTarget, rt: u8) -> Flow {
+        let el0 = self.el == El::El0;
+        match target {
+            SysTarget::Cpacr | SysTarget::El1Other | SysTarget::Id if el0 => self.undefined(pc, size),
+            SysTarget::Cpacr => {
+                let v = self.reg_value(rt);
+                // Only FPEN (A64) or cp10/cp11/ASEDIS (AArch32) are implemented here; the
+                // other fields are RES0 / RAZ/WI on an Armv8 CPU without SVE/SME/trace.
+                self.cpacr = if self.aarch32() { v & 0x80f0_0000 } else { v & (3 << 20) };
+                Flow::At(pc + size)
+            }
+            SysTarget::Fpexc => {
+                if let Some(f) = self.fp_check(pc, size, false, A32FpAccess::ControlRegister) {
+                    return f;
+                }
+                self.fpexc = self.reg_value(rt) as u32;
+                Flow::At(pc + size)
+            }
+            SysTarget::FpStatus => {
+                if let Some(f) = self.fp_check(pc, size, false, A32FpAccess::Normal) {
+                    return f;
+                }
+                self.unicorn_step(pc, size, word)
+            }
+            // Writes to ID registers are ignored or UNDEFINED; the runtime owns SCTLR/TTBR/...,
+            // and the model keeps its view of them from the case.
+            _ => Flow::At(pc + size),
+        }
+    }
+
+    /// An EL0 access trapped by SCTLR_EL1.UCT/UCI/DZE: EC 0x18 with the MRS/MSR/SYS fields
+    /// (Arm ARM D24.2.41, ISS encoding for EC 0x18: Op0, Op2, Op1, CRn, Rt, CRm, Direction).
+    fn sys64_trap(&mut self, pc: u64, size: u64, word: u32) -> Flow {
+        let f = |hi: u32, lo: u32| (word >> lo) & ((1 << (hi - lo + 1)) - 1);
+        let iss = (f(20, 19) << 20) | (f(7, 5) << 17) | (f(18, 16) << 14) | (f(15, 12) << 10) | (f(4, 0) << 5) | (f(11, 8) << 1) | f(21, 21);
+        self.exception(Vector::Sync, Esr::new(Ec::SYS64, true, iss).0, None, pc, size)
+    }
+
+    fn reg_value(&self, n: u8) -> u64 {
+        if !self.aarch32() && n == 31 {
+            return 0;
+        }
+        let v = self.cpu.gpr(n);
+        if self.aarch32() { v & 0xffff_ffff } else { v }
+    }
+
+    fn set_reg_result(&mut self, n: u8, v: u64) {
+        if !self.aarch32() && n == 31 {
+            return;
+        }
+        self.cpu.set_gpr(n, if self.aarch32() { v & 0xffff_ffff } else { v });
+    }
+
+    fn gpr_name(&self, n: u8) -> Reg {
+        if self.aarch32() { Reg::R(n) } else { Reg::X(n) }
+    }
+
+    fn note_impdef(&mut self, rt: u8, why: &'static str) {
+        let reg = self.gpr_name(rt);
+        self.impdef_regs.retain(|(r, _)| *r != reg);
+        self.impdef_regs.push((reg, why));
+    }
+
+    fn note_impdef_bits(&mut self, rt: u8, why: &'static str) {
+        // Only the FPEXC bits other than EN: handled as a masked register unknown.
+        let reg = self.gpr_name(rt);
+        self.impdef_regs.retain(|(r, _)| *r != reg);
+        self.impdef_regs.push((reg, why));
+    }
+
+    // ---- memory accesses -----------------------------------------------------------------
+
+    /// Check one data access against the rules, in the order the ASL applies them
+    /// (AArch64.MemSingle -> alignment pre-checks, then AArch64.S1Translate: walk, memory-type
+    /// alignment, permissions; then AArch64.S2Translate: walk, alignment, permissions).
+    fn check_access(&mut self, a: &Access, unit: u64, class: MemClass, unpriv: bool, first_part: bool) -> Result<MemType, Fault> {
+        let is_aligned = !first_part || memtype::aligned(a.addr, unit);
+        // AArch64.UnalignedAccessFaults / AArch32 CheckAlignment: exclusives, atomics,
+        // ordered accesses, SCTLR.A; AArch32 LDM/STM/LDRD/STRD/VLDR need word alignment.
+        let a32_word = matches!(class, MemClass::A32Dual | MemClass::A32Multiple) && first_part && a.addr % 4 != 0;
+        if (!is_aligned && (class.needs_alignment() || self.case.sysregs.align_check)) || a32_word {
+            return Err(Fault::Stage1 { fsc: Fsc::ALIGNMENT, level_known: true });
+        }
+        let idx = self.region_index(a.addr);
+        let s1type = if self.case.sysregs.mmu {
+            let Some(i) = idx else {
+                return Err(Fault::Stage1 { fsc: Fsc::translation(3), level_known: false });
+            };
+            let r = &self.case.memory[i];
+            let perm = r.s1.map(|s| s.perm).unwrap_or_default();
+            if perm == S1Perm::Unmapped {
+                return Err(Fault::Stage1 { fsc: Fsc::translation(3), level_known: true });
+            }
+            let attr = self.s1_attr(r);
+            // AArch64.S1HasAlignmentFault: Device memory needs aligned accesses.
+            if memtype::s1_alignment_fault(attr, false, is_aligned) {
+                return Err(Fault::Stage1 { fsc: Fsc::ALIGNMENT, level_known: true });
+            }
+            // AArch64.S1CheckPermission: EL0 (and LDTR/STTR at EL1) need AP[1]; writes need
+            // write permission.
+            let as_el0 = self.el == El::El0 || unpriv;
+            let writable = matches!(perm, S1Perm::Rwx | S1Perm::Rw);
+            if (as_el0 && !self.el0_accessible(r)) || (a.write && !writable) {
+                return Err(Fault::Stage1 { fsc: Fsc::permission(3), level_known: true });
+            }
+            attr
+        } else {
+            // SCTLR.M == 0: data accesses are Device-nGnRnE (Arm ARM D8.2.10 "The effects of
+            // disabling an address translation stage").
+            if !is_aligned {
+                return Err(Fault::Stage1 { fsc: Fsc::ALIGNMENT, level_known: true });
+            }
+            MemType::DeviceNGnRnE
+        };
+        self.check_s2(idx, a.addr, a.write, false, is_aligned).map(|s2| match s2 {
+            Some(s2) => memtype::combine(s1type, s2, self.profile.fwb),
+            None => s1type,
+        })
+    }
+
+    fn s1_attr(&self, r: &Region) -> MemType {
+        let default = match r.kind {
+            RegionKind::Mmio | RegionKind::Device => S1Attr::DeviceNGnRnE,
+            _ => S1Attr::NormalWb,
+        };
+        MemType::from(r.s1.map(|s| s.attr).unwrap_or(default))
+    }
+
+    /// Stage 2 for region `idx`: the stage-2 attribute on success.
+    fn check_s2(&mut self, idx: Option<usize>, addr: u64, write: bool, dc_zero: bool, is_aligned: bool) -> Result<Option<S2Attr>, Fault> {
+        let Some(i) = idx else {
+            return Err(Fault::Stage2(S2Fault::NoMemslot));
+        };
+        let r = &self.case.memory[i];
+        match r.kind {
+            RegionKind::Mmio => Err(Fault::Stage2(S2Fault::NoMemslot)),
+            RegionKind::RoRam => {
+                if write {
+                    return Err(Fault::Stage2(S2Fault::ReadOnly));
+                }
+                self.ro_mapped.insert(addr / PAGE);
+                Ok(Some(S2Attr::Normal))
+            }
+            RegionKind::Device => {
+                let s2 = r.s2.unwrap_or(S2Attr::DeviceNGnRE);
+                if memtype::s2_alignment_fault(s2, dc_zero, is_aligned) {
+                    return Err(Fault::Stage2(S2Fault::Alignment));
+                }
+                Ok(Some(s2))
+            }
+            RegionKind::Ram => Ok(Some(S2Attr::Normal)),
+        }
+    }
+
+    fn memory_op(&mut self, pc: u64, size: u64, m: MemOp) -> Flow {
+        if let Some(advsimd) = m.fp {
+            if let Some(f) = self.fp_check(pc, size, advsimd, A32FpAccess::Normal) {
+                return f;
+            }
+        }
+        self.cpu.save(self.ctx);
+        let r = self.cpu.step(pc, self.isa == Isa::T32);
+        let mut accesses = self.cpu.log().accesses.clone();
+        if accesses.is_empty() {
+            match r {
+                Ok(()) => return Flow::At(self.cpu.pc() & !1),
+                Err(StepError::InvalidInstruction) => {
+                    self.cpu.rollback(self.ctx);
+                    return self.undefined(pc, size);
+                }
+                Err(e) => {
+                    // Unicorn refused before touching memory (its own alignment check on an
+                    // exclusive, say): the address is the base register for those forms.
+                    self.cpu.rollback(self.ctx);
+                    let Some(b) = m.base else {
+                        return Flow::End(End::Skipped { reason: format!("the model cannot execute the access at {pc:#x} ({e:?} in Unicorn)") });
+                    };
+                    let addr = if self.aarch32() { self.cpu.gpr(b) & 0xffff_ffff } else { self.cpu.gpr(b) };
+                    accesses.push(Access { addr, size: m.size, write: m.store && !m.load, value: 0, mapped: true });
+                }
+            }
+        }
+        let mut wrote_memory = false;
+        let mut combined = Vec::new();
+        for (k, a) in accesses.iter().enumerate() {
+            // Unicorn may split one architectural access (LDR Q as two 8-byte halves): the
+            // alignment unit is the architectural size, checked on the first part only.
+            let split_part = m.size > a.size && k > 0 && accesses[k - 1].addr + u64::from(accesses[k - 1].size) == a.addr;
+            let unit = match m.class {
+                MemClass::A32Dual | MemClass::A32Multiple => 4,
+                _ if m.size > 0 => u64::from(m.size),
+                _ => u64::from(a.size),
+            };
+            match self.check_access(a, unit, m.class, m.unpriv, !split_part) {
+                Ok(t) => {
+                    combined.push(t);
+                    wrote_memory |= a.write;
+                }
+                Err(f) => {
+                    self.cpu.rollback(self.ctx);
+                    if wrote_memory {
+                        // Arm ARM B2.? "a store that generates an abort may have written some
+                        // of its locations": the earlier stores' effect is UNKNOWN.
+                        for prev in &accesses[..k] {
+                            if prev.write {
+                                if let Some(i) = self.region_index(prev.addr) {
+                                    self.unknown_regions.insert(i);
+                                }
+                            }
+                        }
+                    }
+                    return self.data_fault(pc, size, &m, a, f);
+                }
+            }
+        }
+        if m.class.needs_write_back() && combined.iter().any(|t| !t.is_write_back()) {
+            self.unknown.push(Unknown {
+                path: "events".into(),
+                mask: u64::MAX,
+                why: format!(
+                    "exclusive or atomic access at {pc:#x} to memory that is not Write-Back: IMPLEMENTATION DEFINED (Arm ARM B2.9.5, B2.2.6)"
+                ),
+            });
+            self.unknown.push(Unknown { path: "state".into(), mask: u64::MAX, why: "follows from the IMPLEMENTATION DEFINED exclusive or atomic access".into() });
+        }
+        Flow::At(self.cpu.pc() & !1)
+    }
+
+    fn data_fault(&mut self, pc: u64, size: u64, m: &MemOp, a: &Access, f: Fault) -> Flow {
+        // Atomics read and write: WnR reports the access that faulted (ASL AArch64.FaultSyndrome
+        // with fault.write); the model reports a write for both halves of a read-modify-write.
+        let wnr = a.write || m.class == MemClass::A64Atomic;
+        match f {
+            Fault::Stage1 { fsc, level_known } => self.data_abort_s1(pc, size, a.addr, fsc, false, wnr, level_known),
+            Fault::Stage2(kind) => self.stage2_abort(pc, size, a, m.syndrome, false, wnr, kind),
+        }
+    }
+
+    /// The hypervisor's handling of a stage-2 data abort (the profile decides).
+    #[allow(clippy::too_many_arguments)]
+    fn stage2_abort(&mut self, pc: u64, size: u64, a: &Access, syn: Option<LsSyndrome>, cm: bool, wnr: bool, kind: S2Fault) -> Flow {
+        let fsc = match kind {
+            S2Fault::Alignment => Fsc::ALIGNMENT,
+            // A lazily mapped page faults on translation; a mapped read-only page on permission.
+            S2Fault::ReadOnly if self.profile.lazy_s2 && !self.ro_mapped.contains(&(a.addr / PAGE)) => Fsc::translation(3),
+            S2Fault::ReadOnly => Fsc::permission(3),
+            S2Fault::NoMemslot => Fsc::translation(3),
+        };
+        if kind == S2Fault::Alignment {
+            return match self.profile.s2_alignment {
+                UnhandledS2Fault::RunError(errno) => Flow::End(End::RunError { errno }),
+                UnhandledS2Fault::InjectAbort => self.injected_abort(pc, a.addr, false, size),
+            };
+        }
+        if cm && kind == S2Fault::NoMemslot && self.profile.cmo_outside_memory == CmoOutsideMemory::Skip {
+            // The CMO is retired without effect.
+            return Flow::At(pc + size);
+        }
+        let iss = syndrome::stage2_iss(syn, cm, wnr, fsc);
+        match syn {
+            Some(s) if kind == S2Fault::NoMemslot || self.profile.ro_write_is_mmio => self.mmio_exit(pc, size, a, s),
+            _ => self.nisv(pc, size, a.addr, u64::from(iss.0)),
+        }
+    }
+
+    fn count_exit(&mut self) -> bool {
+        self.exits += 1;
+        self.exits <= self.case.limits.max_exits
+    }
+
+    /// KVM_EXIT_MMIO (api.rst 5 "KVM_EXIT_MMIO"; mmio.c io_mem_abort / kvm_handle_mmio_return).
+    fn mmio_exit(&mut self, pc: u64, size: u64, a: &Access, s: LsSyndrome) -> Flow {
+        if !self.count_exit() {
+            return Flow::End(End::ExitLimit);
+        }
+        let len = 1u8 << s.sas;
+        let write = a.write;
+        let abort = self.case.vmm.on_mmio == MmioAction::InjectAbort;
+        let data = if write {
+            a.value & mask(len)
+        } else if abort {
+            0
+        } else {
+            let v = self.case.vmm.reads.get(self.next_read).map(|v| v.0 as u64).unwrap_or(self.case.vmm.read_default);
+            self.next_read += 1;
+            v & mask(len)
+        };
+        let n = self.events.len();
+        self.events.push(Event::Mmio { ipa: a.addr, len, write, data });
+        if abort {
+            if !write {
+                self.unknown.push(Unknown {
+                    path: format!("events[{n}].data"),
+                    mask: u64::MAX,
+                    why: "the VMM answered the read with an abort, not data (api.rst KVM_SET_VCPU_EVENTS ext_dabt_pending)".into(),
+                });
+            }
+            if self.profile.mmio_abort_retires {
+                self.mmio_complete(s, write, 0);
+                return self.injected_abort(pc + size, a.addr, false, size);
+            }
+            // e735a5da6442: the abort is taken on the MMIO instruction, not after it.
+            return self.injected_abort(pc, a.addr, false, size);
+        }
+        self.mmio_complete(s, write, data);
+        self.cpu.set_pc(pc + size);
+        Flow::At(pc + size)
+    }
+
+    /// kvm_handle_mmio_return(): sign-extend per SSE, truncate to 32 bits unless SF, write Rt.
+    fn mmio_complete(&mut self, s: LsSyndrome, write: bool, data: u64) {
+        if write {
+            return;
+        }
+        let len = 1u32 << s.sas;
+        let mut v = data;
+        if s.sse && len < 8 {
+            let sign = 1u64 << (len * 8 - 1);
+            v = (v ^ sign).wrapping_sub(sign);
+        }
+        if !s.sf {
+            v &= 0xffff_ffff;
+        }
+        self.set_reg_result(s.srt, v);
+    }
+
+    /// A stage-2 abort without a valid syndrome outside memory (mmio.c io_mem_abort():
+    /// KVM_EXIT_ARM_NISV with KVM_CAP_ARM_NISV_TO_USER, api.rst 7.19; else -ENOSYS).
+    fn nisv(&mut self, pc: u64, size: u64, ipa: u64, iss: u64) -> Flow {
+        if !self.case.vmm.nisv_to_user {
+            return Flow::End(End::RunError { errno: self.profile.nisv_errno });
+        }
+        if !self.count_exit() {
+            return Flow::End(End::ExitLimit);
+        }
+        self.events.push(Event::Nisv { esr_iss: iss & self.profile.nisv_iss_mask, ipa });
+        match self.case.vmm.on_nisv {
+            // The VMM injects an external abort (KVM_SET_VCPU_EVENTS, ext_dabt_pending); the
+            // instruction is not retired.
+            NisvAction::InjectAbort => self.injected_abort(pc, ipa, false, size),
+            NisvAction::Stop => Flow::End(End::Stopped { reason: "the VMM stopped on a NISV exit".into() }),
+        }
+    }
+
+    // ---- cache maintenance ---------------------------------------------------------------
+
+    fn cmo(&mut self, pc: u64, size: u64, kind: CmoKind, reg: u8) -> Flow {
+        let el0 = self.el == El::El0;
+        let aarch32 = self.aarch32();
+        if el0 {
+            // AArch32 EL0 has no cache maintenance by VA (CP15 c7 ops are PL1-only); A64 DC
+            // IVAC is EL1-only; the others trap to EL1 when SCTLR_EL1.UCI/DZE is 0 (EC 0x18).
+            if aarch32 || !kind.el0_allowed_a64() {
+                return self.undefined(pc, size);
+            }
+            if !self.case.sysregs.el0_cache_ops {
+                let (word, _) = self.fetch_word(pc);
+                return self.sys64_trap(pc, size, word);
+            }
+        }
+        let regval = self.reg_value(reg);
+        let va = if kind.is_zero() { regval & !(machine::DCZ_BLOCK - 1) } else { regval };
+        let (cm, wnr) = cmo::fault_cm_wnr(kind);
+        let idx = self.region_index(va);
+        // Stage 1.
+        let mut s1type = MemType::DeviceNGnRnE;
+        if self.case.sysregs.mmu {
+            let Some(i) = idx else {
+                return self.data_abort_s1(pc, size, regval, Fsc::translation(3), cm, wnr, false);
+            };
+            let r = &self.case.memory[i];
+            let perm = r.s1.map(|s| s.perm).unwrap_or_default();
+            if perm == S1Perm::Unmapped {
+                return self.cmo_s1_fault(pc, size, kind, regval, Fsc::translation(3));
+            }
+            s1type = self.s1_attr(r);
+            if memtype::s1_alignment_fault(s1type, kind.is_zero(), true) {
+                return self.cmo_s1_fault(pc, size, kind, regval, Fsc::ALIGNMENT);
+            }
+            let readable = !el0 || self.el0_accessible(r);
+            let writable = readable && matches!(perm, S1Perm::Rwx | S1Perm::Rw);
+            match cmo::s1_permission_fault(kind, aarch32, self.el, readable, writable) {
+                Some(true) => return self.cmo_s1_fault(pc, size, kind, regval, Fsc::permission(3)),
+                Some(false) => {}
+                None => {
+                    return Flow::End(End::Skipped {
+                        reason: format!("{} at EL0 without read permission: IMPLEMENTATION DEFINED whether it faults (ASL AArch64.S1CheckPermission)", kind.name()),
+                    })
+                }
+            }
+        } else if kind.is_zero() {
+            // MMU off: Device-nGnRnE, so DC ZVA takes an alignment fault.
+            return self.cmo_s1_fault(pc, size, kind, regval, Fsc::ALIGNMENT);
+        }
+        // Stage 2.
+        let access = Access { addr: va, size: 0, write: kind.is_zero(), value: 0, mapped: true };
+        let s2 = match idx.map(|i| self.case.memory[i].kind) {
+            None | Some(RegionKind::Mmio) => Err(S2Fault::NoMemslot),
+            Some(RegionKind::RoRam) => {
+                let mapped = !self.profile.lazy_s2 || self.ro_mapped.contains(&(va / PAGE));
+                if cmo::s2_needs_write(kind, aarch32) || !mapped {
+                    // Unmapped: a translation fault whose WnR (1 for every CMO) makes KVM see a
+                    // write to a read-only slot; mapped: a permission fault (DC IVAC, DC ZVA).
+                    Err(S2Fault::ReadOnly)
+                } else {
+                    Ok(())
+                }
+            }
+            Some(RegionKind::Device) => {
+                let s2 = self.case.memory[idx.unwrap_or(0)].s2.unwrap_or(S2Attr::DeviceNGnRE);
+                if memtype::s2_alignment_fault(s2, kind.is_zero(), true) { Err(S2Fault::Alignment) } else { Ok(()) }
+            }
+            Some(RegionKind::Ram) => Ok(()),
+        };
+        if let Err(k) = s2 {
+            let _ = s1type;
+            return self.stage2_abort(pc, size, &Access { addr: regval, ..access }, None, cm, wnr, k);
+        }
+        if kind.is_zero() {
+            // DC ZVA writes zeros to the whole block (ASL AArch64.DataMemZero).
+            let zeros = vec![0u8; machine::DCZ_BLOCK as usize];
+            let end = va + machine::DCZ_BLOCK;
+            let same_region = idx.is_some_and(|i| {
+                let r = &self.case.memory[i];
+                end <= r.ipa + r.size
+            });
+            if same_region {
+                self.cpu.write_mem(va, &zeros);
+            }
+        }
+        self.cpu.set_pc(pc + size);
+        Flow::At(pc + size)
+    }
+
+    fn cmo_s1_fault(&mut self, pc: u64, size: u64, kind: CmoKind, regval: u64, fsc: Fsc) -> Flow {
+        let (cm, wnr) = cmo::fault_cm_wnr(kind);
+        let n = self.events.len();
+        let flow = self.data_abort_s1(pc, size, regval, fsc, cm, wnr, true);
+        if kind.is_zero() && n < self.events.len() {
+            self.unknown.push(Unknown {
+                path: format!("events[{n}].far"),
+                mask: machine::DCZ_BLOCK - 1,
+                why: "FAR for a DC ZVA fault may be any address in the block (Arm ARM D24.2.50 FAR_EL1)".into(),
+            });
+        }
+        flow
+    }
+
+    // ---- final state ---------------------------------------------------------------------
+
+    fn final_state(&mut self) -> FinalState {
+        let mut state = FinalState::default();
+        for reg in &self.case.observe.regs {
+            let v: u128 = match *reg {
+                Reg::X(n) => u128::from(self.cpu.gpr(n)),
+                Reg::Sp => u128::from(self.cpu.gpr(31)),
+                Reg::R(n) => u128::from(self.cpu.gpr(n) & 0xffff_ffff),
+                Reg::Q(n) if self.isa == Isa::A64 => self.cpu.vreg(n),
+                Reg::Q(n) => u128::from(self.cpu.dreg(2 * n)) | (u128::from(self.cpu.dreg(2 * n + 1)) << 64),
+                Reg::D(n) if self.isa == Isa::A64 => self.cpu.vreg(n) & u128::from(u64::MAX),
+                Reg::D(n) => u128::from(self.cpu.dreg(n)),
+            };
+            state.regs.insert(*reg, RegValue(v));
+        }
+        if self.case.observe.fp {
+            let (fpscr, fpsr) = self.cpu.fp_control();
+            state.fp = Some(if self.aarch32() {
+                FpState { fpexc: Some(self.fpexc), fpscr, fpsr: 0, cpacr: self.cpacr }
+            } else {
+                FpState { fpexc: None, fpscr, fpsr, cpacr: self.cpacr }
+            });
+        }
+        for r in self.case.memory.iter().filter(|r| r.kind.has_memory()) {
+            let bytes = self.cpu.read_mem(r.ipa, r.size as usize);
+            let windows = self
+                .case
+                .observe
+                .mem
+                .iter()
+                .filter(|w| w.region == r.name)
+                .map(|w| Window { offset: w.offset, bytes: bytes[w.offset as usize..(w.offset + u64::from(w.len)) as usize].to_vec() })
+                .collect();
+            state.memory.push(RegionState { region: r.name.clone(), digest: fnv1a64(&bytes), windows });
+        }
+        state
+    }
+
+    fn mark_state_unknowns(&mut self, state: Option<&FinalState>) {
+        let Some(state) = state else { return };
+        for (reg, why) in std::mem::take(&mut self.impdef_regs) {
+            if state.regs.contains_key(&reg) {
+                self.unknown.push(Unknown { path: format!("state.regs.{reg}"), mask: u64::MAX, why: why.into() });
+            }
+        }
+        if self.aarch32() && state.fp.is_some() {
+            self.unknown.push(Unknown {
+                path: "state.fp.fpexc".into(),
+                mask: u64::from(fpsimd::FPEXC_IMPDEF),
+                why: "FPEXC bits other than EN are IMPLEMENTATION DEFINED on Armv8 without trapped FP exceptions (Arm ARM G8.2.56)".into(),
+            });
+        }
+        let mut regions: Vec<usize> = self.unknown_regions.iter().copied().collect();
+        regions.sort_unstable();
+        for i in regions {
+            let name = &self.case.memory[i].name;
+            if let Some(k) = state.memory.iter().position(|m| &m.region == name) {
+                self.unknown.push(Unknown {
+                    path: format!("state.memory[{k}].digest"),
+                    mask: u64::MAX,
+                    why: "a multi-access store aborted part-way: the locations it wrote first are UNKNOWN (Arm ARM B2.2.4)".into(),
+                });
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _abi_link() -> u64 {
+    abi::END_SVC_IMM.into()
+}
