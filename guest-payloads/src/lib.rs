@@ -8,3 +8,5 @@ pub mod runtime;
 pub mod stage1;
 pub mod families;
 pub mod suite;
+#[cfg(test)]
+mod runtime_smoke;

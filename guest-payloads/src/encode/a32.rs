@@ -91,7 +91,7 @@ pub fn ldst(op: Op, size: Size, rt: u8, rn: u8, addr: Addr) -> Word {
                 _ => panic!("no A32 {op:?} of size {size:?}"),
             };
             if size == Size::D {
-                assert!(rt % 2 == 0 && rt < 14, "LDRD/STRD need an even Rt below r14, not r{rt}");
+                assert!(rt.is_multiple_of(2) && rt < 14, "LDRD/STRD need an even Rt below r14, not r{rt}");
             }
             let imm = ufield(mag.into(), 8, "imm8");
             AL | p << 24 | u << 23 | 1 << 22 | w << 21 | l << 20 | rr | (imm >> 4) << 8 | 1 << 7 | sh << 5 | 1 << 4 | (imm & 0xf)

@@ -484,7 +484,7 @@ pub enum MoveWide {
 }
 
 pub fn movw(kind: MoveWide, x: bool, rd: u8, imm16: u16, shift: u32) -> Word {
-    assert!(shift % 16 == 0 && shift < if x { 64 } else { 32 }, "move-wide shift {shift} is not 0/16 (W) or 0/16/32/48 (X)");
+    assert!(shift.is_multiple_of(16) && shift < if x { 64 } else { 32 }, "move-wide shift {shift} is not 0/16 (W) or 0/16/32/48 (X)");
     let opc = match kind {
         MoveWide::Movn => 0b00,
         MoveWide::Movz => 0b10,

@@ -49,7 +49,7 @@ pub fn ldst16(op: Op, size: Size, rt: u8, rn: u8, off: u32) -> Word {
         _ => panic!("no 16-bit T32 {op:?} of size {size:?} with an immediate (sign-extending loads have only register forms)"),
     };
     let bytes = size.bytes();
-    assert!(off % bytes == 0, "offset {off} is not a multiple of the access size {bytes}");
+    assert!(off.is_multiple_of(bytes), "offset {off} is not a multiple of the access size {bytes}");
     base | ufield((off / bytes).into(), 5, "imm5") << 6 | lo(rn, "Rn") << 3 | lo(rt, "Rt")
 }
 
@@ -122,13 +122,13 @@ pub fn ldm_stm16(load: bool, rn: u8, list: u8) -> Word {
 
 /// `LDREX Rt, [Rn, #off]` (F5.1.75 T1).
 pub fn ldrex(rt: u8, rn: u8, off: u32) -> Word {
-    assert!(off % 4 == 0, "LDREX offset {off} is not a multiple of 4");
+    assert!(off.is_multiple_of(4), "LDREX offset {off} is not a multiple of 4");
     hw(0xe850 | reg(rn, "Rn"), reg(rt, "Rt") << 12 | 0xf00 | ufield((off / 4).into(), 8, "imm8"))
 }
 
 /// `STREX Rd, Rt, [Rn, #off]` (F5.1.231 T1).
 pub fn strex(rd: u8, rt: u8, rn: u8, off: u32) -> Word {
-    assert!(off % 4 == 0, "STREX offset {off} is not a multiple of 4");
+    assert!(off.is_multiple_of(4), "STREX offset {off} is not a multiple of 4");
     hw(0xe840 | reg(rn, "Rn"), reg(rt, "Rt") << 12 | reg(rd, "Rd") << 8 | ufield((off / 4).into(), 8, "imm8"))
 }
 

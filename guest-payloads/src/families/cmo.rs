@@ -179,9 +179,12 @@ const A32_OPS: [(&str, Cp15, &str); 6] = [
     ("icimvau", cp15::ICIMVAU, "ICIMVAU (invalidate I-cache to PoU)"),
 ];
 
+/// The per-ISA words an AArch32 CMO case is made of: a prior load, the MCR builder, DSB, marker.
+type A32Kit = (Word, fn(Cp15, u8) -> Word, Word, Word);
+
 fn aarch32_cases(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> {
     for isa in [Isa::A32, Isa::T32] {
-        let (ldr, mcr, dsb, marker): (Word, fn(Cp15, u8) -> Word, Word, Word) = match isa {
+        let (ldr, mcr, dsb, marker): A32Kit = match isa {
             Isa::A32 => (a32::ldst(a32::Op::Load, a32::Size::W, 2, 1, a32::Addr::Offset(0)), a32::mcr, a32::dsb(Barrier::Sy), a32::movw(9, MARKER)),
             _ => (t32::ldst16(a32::Op::Load, a32::Size::W, 2, 1, 0), t32::mcr, t32::dsb(Barrier::Sy), t32::movw(9, MARKER)),
         };

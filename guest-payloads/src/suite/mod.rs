@@ -208,3 +208,57 @@ pub fn compare(dir: &Path, files: &BTreeMap<PathBuf, String>) -> Result<Option<D
     drifts.sort_by_key(key);
     Ok(drifts.into_iter().next())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("trapdiff-suite-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn sample() -> BTreeMap<PathBuf, String> {
+        [("cmo/a.json", "{\n  \"a\": 1\n}\n"), ("mmio/b.json", "{\n  \"b\": 2\n}\n"), ("mmio/c.json", "{}\n")]
+            .into_iter()
+            .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn write_then_compare_is_clean_and_rewrites_nothing() {
+        let dir = scratch("clean");
+        let files = sample();
+        assert_eq!(write(&dir, &files).expect("write"), (3, 0));
+        assert_eq!(compare(&dir, &files).expect("compare"), None);
+        assert_eq!(write(&dir, &files).expect("rewrite"), (0, 0));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn compare_names_the_first_drift() {
+        let dir = scratch("drift");
+        let files = sample();
+        write(&dir, &files).expect("write");
+        fs::write(dir.join("mmio/b.json"), "{\n  \"b\": 3\n}\n").expect("edit");
+        match compare(&dir, &files).expect("compare") {
+            Some(Drift::Differs { path, line, committed, generated }) => {
+                assert_eq!(path, PathBuf::from("mmio/b.json"));
+                assert_eq!(line, 2);
+                assert_eq!((committed.as_str(), generated.as_str()), ("  \"b\": 3", "  \"b\": 2"));
+            }
+            other => panic!("expected a content drift, got {other:?}"),
+        }
+        fs::remove_file(dir.join("cmo/a.json")).expect("remove");
+        assert_eq!(compare(&dir, &files).expect("compare"), Some(Drift::Missing(PathBuf::from("cmo/a.json"))));
+        write(&dir, &files).expect("repair");
+        fs::create_dir_all(dir.join("aaa")).expect("mkdir");
+        fs::write(dir.join("aaa/stale.json"), "{}\n").expect("extra");
+        assert_eq!(compare(&dir, &files).expect("compare"), Some(Drift::Extra(PathBuf::from("aaa/stale.json"))));
+        // Writing removes the stale file and the directory it leaves empty.
+        assert_eq!(write(&dir, &files).expect("write"), (0, 1));
+        assert!(!dir.join("aaa").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
