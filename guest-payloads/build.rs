@@ -22,6 +22,10 @@ fn main() {
     let a32_room = abi::RUNTIME_BASE + abi::RUNTIME_SIZE - abi::RUNTIME_A32_BASE;
     assemble("aarch64-linux-gnu-", &dir.join("a64.S"), &out, "runtime-a64", abi::RUNTIME_BASE, a64_room);
     assemble("arm-none-eabi-", &dir.join("a32.S"), &out, "runtime-a32", abi::RUNTIME_A32_BASE, a32_room);
+    // The EL2 stub of the runtime's QEMU smoke test (src/runtime_smoke.rs), in RAM above
+    // the DTB QEMU places at the bottom of RAM.
+    println!("cargo:rerun-if-changed=runtime/smoke-el2.S");
+    assemble("aarch64-linux-gnu-", &dir.join("smoke-el2.S"), &out, "smoke-el2", 0x4040_0000, 0x1_0000);
 }
 
 fn run(tool: &str, args: &[&str]) {

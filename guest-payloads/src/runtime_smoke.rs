@@ -103,7 +103,7 @@ fn build_blob(job: &Job) -> Vec<u8> {
     }
     // VTCR_EL2: T0SZ 25, SL0 = 1 (level 1), IRGN0/ORGN0 WBWA, SH0 inner, 4 KiB, PS 40 bits, RES1 bit 31.
     let vtcr: u64 = 25 | (1 << 6) | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 31);
-    let header = [0x534d_4f4b_45u64, job.entry, u64::from(job.aarch32), S2_ROOT, vtcr, READ, pa_of(abi::REPORT_BASE)];
+    let header = [u64::from_le_bytes(*b"TDSMOKE\0"), job.entry, u64::from(job.aarch32), S2_ROOT, vtcr, READ, pa_of(abi::REPORT_BASE)];
     let hb: Vec<u8> = header.iter().flat_map(|v| v.to_le_bytes()).collect();
     b.put(BLOB, &hb);
     b.bytes
@@ -116,13 +116,15 @@ fn run(case: &Case) -> Option<Outcome> {
         None
     })?;
     let job = lower(case, 1).unwrap();
-    let dir = std::env::temp_dir().join(format!("td-runtime-smoke-{}-{}", std::process::id(), case.name.replace('/', "-")));
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("td-runtime-smoke-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let blob = dir.join("blob.bin");
     std::fs::write(&blob, build_blob(&job)).unwrap();
     let stub = PathBuf::from(concat!(env!("OUT_DIR"), "/smoke-el2.elf"));
     let mut child = Command::new(qemu)
-        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-m", "512M", "-display", "none", "-monitor", "none"])
+        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-m", "512M", "-display", "none", "-monitor", "none", "-nic", "none"])
         .args(["-serial", "stdio", "-device"])
         .arg(format!("loader,file={},cpu-num=0", stub.display()))
         .arg("-device")
