@@ -449,6 +449,40 @@ mod tests {
         );
     }
 
+    /// Every (op, size, addressing) combination decodes as the load/store it should be.
+    #[test]
+    fn every_load_store_combination_decodes_as_itself() {
+        let d = crate::encode::Disassembler::new().expect("capstone");
+        let mut n = 0;
+        for (op, size, mn) in [
+            (Op::Store, Size::W, "str"),
+            (Op::Load, Size::W, "ldr"),
+            (Op::Store, Size::B, "strb"),
+            (Op::Load, Size::B, "ldrb"),
+            (Op::Store, Size::H, "strh"),
+            (Op::Load, Size::H, "ldrh"),
+            (Op::LoadSx, Size::B, "ldrsb"),
+            (Op::LoadSx, Size::H, "ldrsh"),
+            (Op::Load, Size::D, "ldrd"),
+            (Op::Store, Size::D, "strd"),
+        ] {
+            for (addr, tail) in [
+                (Addr::Offset(8), "[r1, #8]"),
+                (Addr::Offset(-8), "[r1, #-8]"),
+                (Addr::Pre(8), "[r1, #8]!"),
+                (Addr::Pre(-8), "[r1, #-8]!"),
+                (Addr::Post(8), "[r1], #8"),
+                (Addr::Post(-8), "[r1], #-8"),
+            ] {
+                let regs = if size == Size::D { "r4, r5" } else { "r4" };
+                let got = d.disasm(Isa::A32, ldst(op, size, 4, 1, addr)).expect("decodes");
+                assert_eq!(got, format!("{mn} {regs}, {tail}"), "{op:?} {size:?} {addr:?}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 60);
+    }
+
     #[test]
     fn coprocessor_and_fp() {
         check(

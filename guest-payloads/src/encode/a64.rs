@@ -711,6 +711,56 @@ mod tests {
         ]);
     }
 
+    /// Every valid (op, size, addressing) combination decodes as the load/store it should be,
+    /// with the right destination width and, for writeback, the right index form.
+    #[test]
+    fn every_load_store_combination_decodes_as_itself() {
+        let d = crate::encode::Disassembler::new().expect("capstone");
+        let mut n = 0;
+        for size in Size::ALL {
+            for op in [Op::Store, Op::Load, Op::LoadSx, Op::LoadSw] {
+                let valid = match op {
+                    Op::LoadSx => size != Size::X,
+                    Op::LoadSw => matches!(size, Size::B | Size::H),
+                    _ => true,
+                };
+                if !valid {
+                    continue;
+                }
+                let sz = size.bytes();
+                for (addr, tail) in [
+                    // Capstone prints immediates above 9 in hex.
+                    (Addr::Offset(sz * 7), if sz * 7 > 9 { format!("[x1, #{:#x}]", sz * 7) } else { format!("[x1, #{}]", sz * 7) }),
+                    (Addr::Unscaled(-3), "[x1, #-3]".to_string()),
+                    (Addr::Pre(5), "[x1, #5]!".to_string()),
+                    (Addr::Post(7), "[x1], #7".to_string()),
+                    (Addr::Reg(2), "[x1, x2]".to_string()),
+                ] {
+                    let base = match (op, addr) {
+                        (Op::Store, Addr::Unscaled(_)) => "stur",
+                        (Op::Store, _) => "str",
+                        (_, Addr::Unscaled(_)) => "ldur",
+                        _ => "ldr",
+                    };
+                    let suffix = match (op, size) {
+                        (Op::Store | Op::Load, Size::B) => "b",
+                        (Op::Store | Op::Load, Size::H) => "h",
+                        (Op::Store | Op::Load, _) => "",
+                        (_, Size::B) => "sb",
+                        (_, Size::H) => "sh",
+                        (_, _) => "sw",
+                    };
+                    let reg = if size == Size::X || op == Op::LoadSx { "x" } else { "w" };
+                    let want = format!("{base}{suffix} {reg}0, {tail}");
+                    let got = d.disasm(Isa::A64, ldst(op, size, 0, 1, addr)).expect("decodes");
+                    assert_eq!(got, want, "{op:?} {size:?} {addr:?}");
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 13 * 5);
+    }
+
     #[test]
     fn mov_imm64_builds_the_value() {
         let w = mov_imm64(1, 0x4001_0000);

@@ -312,6 +312,48 @@ mod tests {
         );
     }
 
+    /// Every (op, size, addressing) combination of the 32-bit forms decodes as the load/store
+    /// it should be, with the offset and index form it was given.
+    #[test]
+    fn every_32bit_load_store_combination_decodes_as_itself() {
+        let d = crate::encode::Disassembler::new().expect("capstone");
+        let mut n = 0;
+        for (op, size, mn) in [
+            (Op::Store, Size::W, "str"),
+            (Op::Load, Size::W, "ldr"),
+            (Op::Store, Size::B, "strb"),
+            (Op::Load, Size::B, "ldrb"),
+            (Op::Store, Size::H, "strh"),
+            (Op::Load, Size::H, "ldrh"),
+            (Op::LoadSx, Size::B, "ldrsb"),
+            (Op::LoadSx, Size::H, "ldrsh"),
+            (Op::Load, Size::D, "ldrd"),
+            (Op::Store, Size::D, "strd"),
+        ] {
+            for addr in [Addr::Offset(8), Addr::Offset(-8), Addr::Pre(8), Addr::Pre(-8), Addr::Post(8), Addr::Post(-8)] {
+                let got = d.disasm(Isa::T32, ldst(op, size, 4, 1, addr)).expect("decodes");
+                let regs = if size == Size::D { "r4, r5" } else { "r4" };
+                let (mnem, rest) = got.split_once(' ').expect("operands");
+                assert_eq!(mnem.trim_end_matches(".w"), mn, "{got}");
+                assert!(rest.starts_with(regs), "{got}: registers");
+                let (o, form) = match addr {
+                    Addr::Offset(o) => (o, "offset"),
+                    Addr::Pre(o) => (o, "pre"),
+                    Addr::Post(o) => (o, "post"),
+                };
+                let imm = if o < 0 { ["#-8", "#-0x8"] } else { ["#8", "#8"] };
+                let ok = match form {
+                    "offset" => imm.iter().any(|i| rest.ends_with(&format!("[r1, {i}]"))),
+                    "pre" => imm.iter().any(|i| rest.ends_with(&format!("[r1, {i}]!"))),
+                    _ => imm.iter().any(|i| rest.ends_with(&format!("[r1], {i}"))),
+                };
+                assert!(ok, "{got}: expected {form} addressing with offset {o}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 60);
+    }
+
     #[test]
     fn coprocessor_fp_simd() {
         check(
