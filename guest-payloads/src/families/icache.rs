@@ -11,11 +11,11 @@
 //! which code ran. Under TCG there are no caches to go stale: there the cases check the trap
 //! and permission flow.
 
-use trapdiff_arch::case::{Case, El, Family, Isa, Reg, RegionKind};
-use trapdiff_arch::sysreg;
+use trapdiff_arch::case::{Case, Code, El, Family, Insn, Isa, Reg, RegionKind};
+use trapdiff_arch::sysreg::{self, cp15};
 
-use super::el_name;
-use crate::encode::{a64, Barrier, Cond, Disassembler, Word};
+use super::{el_name, isa_name};
+use crate::encode::{a32, a64, t32, Barrier, Cond, Disassembler, Word};
 use crate::suite::builder::{init, region, Builder, TARGET_IPA};
 use crate::suite::SuiteError;
 
@@ -265,7 +265,123 @@ pub fn generate(dis: &Disassembler) -> Result<Vec<Case>, SuiteError> {
             }
         }
     }
+    aarch32(dis, &mut out)?;
     Ok(out)
+}
+
+/// AArch32 maintenance styles: none; DCCMVAU + ICIMVAU by MVA; DCCMVAU + ICIALLU
+/// (G4.4 "Caches": the CP15 operations; all are UNDEFINED at PL0).
+const A32_STYLES: [(&str, &str); 3] = [
+    ("nomaint", "no maintenance"),
+    ("dccmvau-icimvau", "MCR DCCMVAU, DSB ISH, MCR ICIMVAU, DSB ISH, ISB"),
+    ("iciallu", "MCR DCCMVAU, DSB ISH, MCR ICIALLU, DSB ISH, ISB"),
+];
+
+/// `mov r0, #imm; bx lr` in the case's instruction set, as two little-endian words the guest
+/// stores (T32: MOVW, BX LR, NOP).
+fn a32_func(isa: Isa, imm: u16) -> [u32; 2] {
+    let words: Vec<Word> = match isa {
+        Isa::T32 => vec![t32::movw(0, imm), t32::bx(a32::LR), t32::nop()],
+        _ => vec![a32::movw(0, imm), a32::bx(a32::LR)],
+    };
+    let code = Code { ipa: 0, insns: words.into_iter().map(|w| Insn::new(w, "")).collect() };
+    let b = code.bytes(isa);
+    [u32::from_le_bytes([b[0], b[1], b[2], b[3]]), u32::from_le_bytes([b[4], b[5], b[6], b[7]])]
+}
+
+fn aarch32(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> {
+    use a32::{Addr, Op, Size};
+    for isa in [Isa::A32, Isa::T32] {
+        let t = isa == Isa::T32;
+        let st = |rt, off: u32| if t { t32::ldst16(Op::Store, Size::W, rt, 1, off) } else { a32::ldst(Op::Store, Size::W, rt, 1, Addr::Offset(off as i16)) };
+        let ldr5 = if t { t32::ldst16(Op::Load, Size::W, 5, 1, 0) } else { a32::ldst(Op::Load, Size::W, 5, 1, Addr::Offset(0)) };
+        let mcr = |cp, r| if t { t32::mcr(cp, r) } else { a32::mcr(cp, r) };
+        let dsb = if t { t32::dsb(Barrier::Ish) } else { a32::dsb(Barrier::Ish) };
+        let isb = if t { t32::isb() } else { a32::isb() };
+        let blx4 = if t { t32::blx(4) } else { a32::blx(4) };
+        let mov10 = if t { t32::mov_reg(10, 0) } else { a32::mov_reg(10, 0) };
+        let marker = if t { t32::movw(9, MARKER) } else { a32::movw(9, MARKER) };
+        let maint = |style: &str| -> Vec<Word> {
+            match style {
+                "dccmvau-icimvau" => vec![mcr(cp15::DCCMVAU, 1), dsb, mcr(cp15::ICIMVAU, 1), dsb, isb],
+                "iciallu" => vec![mcr(cp15::DCCMVAU, 1), dsb, mcr(cp15::ICIALLU, 0), dsb, isb],
+                _ => vec![],
+            }
+        };
+        // BLX to an odd address stays in T32; to an even one, A32.
+        let entry = |addr: u64| u128::from(addr | u64::from(t));
+        let [new0, new1] = a32_func(isa, NEW);
+        let [old0, old1] = a32_func(isa, OLD);
+        let func_text = format!("mov r0, #{NEW:#x}; bx lr");
+        for (sname, swhat) in A32_STYLES {
+            for el in [El::El1, El::El0] {
+                // The CP15 operations are UNDEFINED at PL0: only the unmaintained case runs there.
+                if el == El::El0 && sname != "nomaint" {
+                    continue;
+                }
+                let c = Builder::new(Family::Icache, &format!("{}-{}-first-exec-{sname}", isa_name(isa), el_name(el)), isa, el)
+                    .region(jit(0x2000))
+                    .describe(format!(
+                        "{isa} guest stores `{func_text}` into a page never executed, makes it visible with {swhat}, and branches to it with BLX: r0 must be {NEW:#x}."
+                    ))
+                    .detail(format!("scenario=first-exec isa={isa} style={sname} offset=0x0 el={}", el_name(el)))
+                    .reg(Reg::R(0), 0xdead_beef)
+                    .reg(Reg::R(1), u128::from(TARGET_IPA))
+                    .reg(Reg::R(2), new0.into())
+                    .reg(Reg::R(3), new1.into())
+                    .reg(Reg::R(4), entry(TARGET_IPA))
+                    .code([st(2, 0), st(3, 4)])
+                    .code(maint(sname))
+                    .code([blx4, marker])
+                    .observe(&[Reg::R(0), Reg::R(9)]);
+                out.push(c.build(dis)?);
+            }
+            let mut jr = jit(0x2000);
+            jr.init = vec![init(0x100, [old0, old1].iter().flat_map(|w| w.to_le_bytes()).collect())];
+            let c = Builder::new(Family::Icache, &format!("{}-el1-rewrite-{sname}", isa_name(isa)), isa, El::El1)
+                .region(jr)
+                .describe(format!(
+                    "{isa}: runs `mov r0, #{OLD:#x}; bx lr` (r10 keeps the result), overwrites it with `{func_text}`, makes it visible with {swhat}, runs it again: r0 must be {NEW:#x}, not the stale {OLD:#x}."
+                ))
+                .detail(format!("scenario=rewrite isa={isa} style={sname} offset=0x100 el=el1"))
+                .reg(Reg::R(1), u128::from(TARGET_IPA + 0x100))
+                .reg(Reg::R(2), new0.into())
+                .reg(Reg::R(3), new1.into())
+                .reg(Reg::R(4), entry(TARGET_IPA + 0x100))
+                .code([blx4, mov10, st(2, 0), st(3, 4)])
+                .code(maint(sname))
+                .code([blx4, marker])
+                .observe(&[Reg::R(0), Reg::R(9), Reg::R(10)]);
+            out.push(c.build(dis)?);
+        }
+        for read_first in [false, true] {
+            let mut jr = jit(0x2000);
+            jr.init = vec![init(0, [new0, new1].iter().flat_map(|w| w.to_le_bytes()).collect())];
+            let mut words = Vec::new();
+            if read_first {
+                words.push(ldr5);
+            }
+            words.extend([blx4, marker]);
+            let c = Builder::new(
+                Family::Icache,
+                &format!("{}-el1-host-written{}", isa_name(isa), if read_first { "-read-first" } else { "" }),
+                isa,
+                El::El1,
+            )
+            .region(jr)
+            .describe(format!(
+                "{isa} code the host placed in guest memory is executed{} with no guest maintenance: the hypervisor must make it visible when it grants execute permission; r0 must be {NEW:#x}.",
+                if read_first { " after a data read mapped the page" } else { " as the first access to its page" }
+            ))
+            .detail(format!("scenario=host-written isa={isa} read_first={read_first} el=el1"))
+            .reg(Reg::R(1), u128::from(TARGET_IPA))
+            .reg(Reg::R(4), entry(TARGET_IPA))
+            .code(words)
+            .observe(&[Reg::R(0), Reg::R(5), Reg::R(9)]);
+            out.push(c.build(dis)?);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
