@@ -42,6 +42,9 @@ enum Target {
     RamS1Ro,
 }
 
+/// Targets where the hypervisor may see the CMO as an access without a valid syndrome.
+const NISV_TARGETS: [Target; 3] = [Target::RoRam, Target::RoRamTouched, Target::Mmio];
+
 const TARGETS: [Target; 7] =
     [Target::Ram, Target::RamTouched, Target::RoRam, Target::RoRamTouched, Target::Mmio, Target::Device, Target::RamS1Ro];
 
@@ -146,6 +149,29 @@ fn a64_cases(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> 
                 out.push(c.build(dis)?);
             }
         }
+        // Where a hypervisor may answer with a NISV exit (Linux 6.1 treats a CMO that misses a
+        // read-only memslot as an access without a valid syndrome, and DC ZVA to a hole is a
+        // store without one), the same case with KVM_CAP_ARM_NISV_TO_USER enabled.
+        for t in NISV_TARGETS {
+            let mut words = Vec::new();
+            if t.touched() {
+                words.push(a64::ldr(a64::Size::X, 2, 1, 0));
+            }
+            words.extend([a64::cmo(op, 1), a64::dsb(Barrier::Sy), a64::movw(a64::MoveWide::Movz, true, 9, MARKER, 0)]);
+            let c = base(format!("a64-el1-{}-{}-nisv-on", op.name(), t.name()), isa, El::El1, t)
+                .describe(format!(
+                    "{} on {} with NISV delivery to userspace enabled (the VMM injects an abort on a NISV exit): shows whether the hypervisor skips, emulates, or reports it as an access without a syndrome.",
+                    a64_what(op),
+                    t.what()
+                ))
+                .detail(format!("op={} target={} el=el1 nisv_to_user=true on_nisv=InjectAbort offset={OFF:#x}", op.name(), t.name()))
+                .vmm(|v| v.nisv_to_user = true)
+                .reg(Reg::X(1), u128::from(TARGET_IPA + OFF))
+                .reg(Reg::X(2), 0xdead_beef_cafe_f00d)
+                .code(words)
+                .observe(&[Reg::X(2), Reg::X(9)]);
+            out.push(c.build(dis)?);
+        }
         // A VA in the middle of a line: the operation applies to the whole line (DC ZVA to the
         // whole aligned block), never faults for alignment.
         let t = Target::Ram;
@@ -198,6 +224,22 @@ fn aarch32_cases(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteErr
                 let c = base(format!("{}-el1-{name}-{}", isa_name(isa), t.name()), isa, El::El1, t)
                     .describe(format!("{isa} MCR {what} on {}: same stage-2 handling as the A64 form.", t.what()))
                     .detail(format!("op={name} isa={isa} target={} el=el1 offset={OFF:#x}", t.name()))
+                    .reg(Reg::R(1), u128::from(TARGET_IPA + OFF))
+                    .reg(Reg::R(2), 0xdead_beef)
+                    .code(words)
+                    .observe(&[Reg::R(2), Reg::R(9)]);
+                out.push(c.build(dis)?);
+            }
+            for t in NISV_TARGETS {
+                let mut words = Vec::new();
+                if t.touched() {
+                    words.push(ldr);
+                }
+                words.extend([mcr(cp, 1), dsb, marker]);
+                let c = base(format!("{}-el1-{name}-{}-nisv-on", isa_name(isa), t.name()), isa, El::El1, t)
+                    .describe(format!("{isa} MCR {what} on {} with NISV delivery to userspace enabled (the VMM injects an abort on a NISV exit).", t.what()))
+                    .detail(format!("op={name} isa={isa} target={} el=el1 nisv_to_user=true on_nisv=InjectAbort offset={OFF:#x}", t.name()))
+                    .vmm(|v| v.nisv_to_user = true)
                     .reg(Reg::R(1), u128::from(TARGET_IPA + OFF))
                     .reg(Reg::R(2), 0xdead_beef)
                     .code(words)
