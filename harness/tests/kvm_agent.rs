@@ -138,6 +138,37 @@ fn agent_runs_hand_built_jobs() {
     let r = run(&mut t, &j);
     assert!(matches!(&r.end, ReportEnd::Skipped { reason } if reason.contains("Normal-NC")), "{:?}", r.end);
 
+    // Device-nGnRE slots are backed by the ivshmem BAR (VM_PFNMAP of non-RAM): stores land
+    // in it and come back in the digest, and KVM refuses to execute from it — a stage-2
+    // device mapping is never executable (arch/arm64/kvm/mmu.c user_mem_abort: an exec
+    // fault on a device pfn returns -ENOEXEC from KVM_RUN).
+    let dev = 0x7000_0000u64;
+    let dev_slot = Slot { ipa: dev, size: 0x1000, kind: SlotKind::Device(trapdiff_arch::memattr::S2Attr::DeviceNGnRE) };
+    let mut j = job(13, &program(&[
+        0xd2ae_0006, // movz x6, #0x7000, lsl #16
+        0x5280_0542, // mov w2, #42
+        0xb900_00c2, // str w2, [x6]
+    ]));
+    j.slots.push(dev_slot.clone());
+    j.digests = vec![(dev, 0x1000)];
+    let r = run(&mut t, &j);
+    if info.caps.iter().any(|c| c == "device_ngnre") {
+        assert_eq!(r.end, ReportEnd::Done, "{r:?}");
+        let mut want = vec![0u8; 0x1000];
+        want[..4].copy_from_slice(&42u32.to_le_bytes());
+        assert_eq!(r.digests, vec![fnv1a64(&want)]);
+        let mut j = job(14, &program(&[]));
+        j.slots.push(dev_slot);
+        j.segments.push(trapdiff_arch::wire::Segment { ipa: dev, bytes: program(&[]).iter().flat_map(|w| w.to_le_bytes()).collect() });
+        j.entry = dev;
+        j.timeout_ms = 300;
+        let r = run(&mut t, &j);
+        eprintln!("exec from device slot: {r:?}");
+        assert_ne!(r.end, ReportEnd::Done, "code in a stage-2 device mapping must not run");
+    } else {
+        assert!(matches!(r.end, ReportEnd::Skipped { .. }), "{:?}", r.end);
+    }
+
     // A bad job (a slot overlapping the runtime's reserved range) fails with the reason and
     // the agent goes on.
     let mut j = job(11, &program(&[]));

@@ -15,6 +15,7 @@ use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment, SlotKind};
 
 use kvm_ioctls::{VcpuFd, VmFd};
 
+use crate::ivshmem::Ivshmem;
 use crate::memory::GuestMemory;
 use crate::target_info::Caps;
 use crate::{vcpu, watchdog};
@@ -57,11 +58,11 @@ pub struct Spent {
 
 /// Run a job on `prepared` (or a VM made now); never panics (a panic in the agent becomes
 /// `Failed`).
-pub fn run(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, prepared: Option<Prepared>) -> (Report, Option<Spent>) {
+pub fn run(kvm: &Kvm, caps: &Caps, dev: Option<&Ivshmem>, runtime: &[Segment], job: &Job, prepared: Option<Prepared>) -> (Report, Option<Spent>) {
     let start = Instant::now();
     let mut report = Report { seq: job.seq, ..Report::default() };
     let mut spent = None;
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, runtime, job, prepared, &mut report, &mut spent)));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, dev, runtime, job, prepared, &mut report, &mut spent)));
     report.end = match r {
         Ok(Ok(end)) => end,
         Ok(Err(message)) => ReportEnd::Failed { message },
@@ -72,7 +73,7 @@ pub fn run(kvm: &Kvm, caps: &Caps, runtime: &[Segment], job: &Job, prepared: Opt
 }
 
 /// Why this host cannot run the job as asked, if it cannot.
-fn skip_reason(caps: &Caps, job: &Job) -> Option<String> {
+fn skip_reason(caps: &Caps, dev: Option<&Ivshmem>, job: &Job) -> Option<String> {
     if job.aarch32 && !caps.el1_32bit {
         return Some("KVM_CAP_ARM_EL1_32BIT is 0: this CPU/kernel has no AArch32 EL1 vCPUs (api.rst KVM_ARM_VCPU_INIT, KVM_ARM_VCPU_EL1_32BIT)".into());
     }
@@ -84,15 +85,20 @@ fn skip_reason(caps: &Caps, job: &Job) -> Option<String> {
             SlotKind::RoRam if !caps.readonly_mem => {
                 return Some("KVM_CAP_READONLY_MEM is 0: no read-only memslots on this kernel".into());
             }
-            // A VMM gets stage-2 Normal-NC only for VM_ALLOW_ANY_UNCACHED mappings (vfio-pci
-            // BARs, Linux >= 6.8: commit 8c47ce3e1d2c "KVM: arm64: Set io memory s2 pte as
-            // normalnc for vfio pci device") and Device-nGnRE for VM_PFNMAP mappings of
-            // non-RAM (a PCI BAR): the agent's machine has neither kind of device.
-            SlotKind::Device(attr @ (S2Attr::NormalNc | S2Attr::DeviceNGnRE)) => {
+            // A VMM gets stage-2 Device-nGnRE for VM_PFNMAP mappings of non-RAM (a PCI BAR:
+            // the ivshmem device, see ivshmem.rs), and Normal-NC only for
+            // VM_ALLOW_ANY_UNCACHED mappings (vfio-pci BARs, Linux >= 6.8: commit 8c47ce3e1d2c
+            // "KVM: arm64: Set io memory s2 pte as normalnc for vfio pci device"), which needs
+            // a vfio-pci device this machine does not have.
+            SlotKind::Device(S2Attr::DeviceNGnRE) if dev.is_none() => {
                 return Some(format!(
-                    "stage-2 {} memory needs a device BAR mapping ({}) and this agent has none on kernel {}",
-                    attr.name(),
-                    if attr == S2Attr::NormalNc { "VM_ALLOW_ANY_UNCACHED: vfio-pci, Linux >= 6.8" } else { "VM_PFNMAP of non-RAM" },
+                    "stage-2 Device-nGnRE memory needs a device BAR to map (VM_PFNMAP of non-RAM); no ivshmem device on this machine (kernel {})",
+                    crate::target_info::kernel_release()
+                ));
+            }
+            SlotKind::Device(S2Attr::NormalNc) => {
+                return Some(format!(
+                    "stage-2 Normal-NC memory needs a VM_ALLOW_ANY_UNCACHED mapping (a vfio-pci BAR, Linux >= 6.8); this agent has no vfio-pci device (kernel {})",
                     crate::target_info::kernel_release()
                 ));
             }
@@ -102,16 +108,18 @@ fn skip_reason(caps: &Caps, job: &Job) -> Option<String> {
     None
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execute(
     kvm: &Kvm,
     caps: &Caps,
+    dev: Option<&Ivshmem>,
     runtime: &[Segment],
     job: &Job,
     prepared: Option<Prepared>,
     report: &mut Report,
     spent: &mut Option<Spent>,
 ) -> Result<ReportEnd, String> {
-    if let Some(reason) = skip_reason(caps, job) {
+    if let Some(reason) = skip_reason(caps, dev, job) {
         *spent = Some(Spent { _vm: prepared, _memory: GuestMemory::default() });
         return Ok(ReportEnd::Skipped { reason });
     }
@@ -121,7 +129,11 @@ fn execute(
         if s.ipa < abi::RESERVED_END && abi::RESERVED_BASE < s.ipa.saturating_add(s.size) {
             return Err(format!("job slot {:#x}+{:#x} overlaps the runtime's reserved range", s.ipa, s.size));
         }
-        memory.add(s.ipa, s.size, s.kind == SlotKind::RoRam)?;
+        match (s.kind, dev) {
+            (SlotKind::Device(S2Attr::DeviceNGnRE), Some(d)) => memory.add_device(d, s.ipa, s.size)?,
+            // Device(Normal) is ordinary RAM at stage 2.
+            _ => memory.add(s.ipa, s.size, s.kind == SlotKind::RoRam)?,
+        }
     }
     for seg in runtime.iter().chain(job.segments.iter()) {
         memory.write(seg.ipa, &seg.bytes)?;
@@ -240,7 +252,7 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
     };
 
     for &(ipa, len) in &job.digests {
-        report.digests.push(fnv1a64(memory.read(ipa, len)?));
+        report.digests.push(fnv1a64(&memory.read(ipa, len)?));
     }
     for &(ipa, len) in &job.readback {
         report.readback.push(memory.read(ipa, len.into())?.to_vec());

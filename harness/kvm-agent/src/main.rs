@@ -20,6 +20,7 @@
 
 mod boot;
 mod console;
+mod ivshmem;
 mod job;
 mod kmsg;
 mod memory;
@@ -73,6 +74,8 @@ struct Agent {
     runtime: Option<Vec<Segment>>,
     last_reply: Option<Vec<u8>>,
     runs: u64,
+    /// Device memory for Device-nGnRE slots, when QEMU provides the ivshmem device.
+    ivshmem: Option<ivshmem::Ivshmem>,
     /// The VM the next job runs in, made while the harness was busy.
     spare: Option<job::Prepared>,
 }
@@ -83,9 +86,17 @@ impl Agent {
             Ok(k) => (Some(k), None),
             Err(e) => (None, Some(format!("cannot open /dev/kvm: {e} (is CONFIG_KVM set, and is the kernel running at EL2?)"))),
         };
-        let caps = kvm.as_ref().map(target_info::Caps::probe).unwrap_or_default();
+        let mut caps = kvm.as_ref().map(target_info::Caps::probe).unwrap_or_default();
+        let ivshmem = match ivshmem::Ivshmem::find() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("trapdiff-agent: ivshmem device present but unusable: {e}");
+                None
+            }
+        };
+        caps.device_ngnre = ivshmem.is_some();
         watchdog::install();
-        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, spare: None }
+        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, spare: None }
     }
 
     fn serve(&mut self) {
@@ -140,7 +151,7 @@ impl Agent {
                 }
                 self.runs += 1;
                 let (report, spent) = match (&self.kvm, &self.runtime) {
-                    (Some(kvm), Some(rt)) => job::run(kvm, &self.caps, rt, &job, self.spare.take()),
+                    (Some(kvm), Some(rt)) => job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, self.spare.take()),
                     (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), None),
                     (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), None),
                 };

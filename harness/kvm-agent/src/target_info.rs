@@ -20,6 +20,8 @@ pub struct Caps {
     /// KVM_CAP_IMMEDIATE_EXIT: the watchdog's way out of KVM_RUN.
     pub immediate_exit: bool,
     pub vcpu_events: bool,
+    /// Device-nGnRE slots can be backed by a device BAR (ivshmem.rs); not a KVM cap.
+    pub device_ngnre: bool,
 }
 
 impl Caps {
@@ -31,6 +33,7 @@ impl Caps {
             readonly_mem: kvm.check_extension(Cap::ReadonlyMem),
             immediate_exit: kvm.check_extension(Cap::ImmediateExit),
             vcpu_events: kvm.check_extension(Cap::VcpuEvents),
+            device_ngnre: false,
         }
     }
 
@@ -43,6 +46,7 @@ impl Caps {
             (self.readonly_mem, "readonly_mem"),
             (self.immediate_exit, "immediate_exit"),
             (self.vcpu_events, "vcpu_events"),
+            (self.device_ngnre, "device_ngnre"),
         ] {
             if on {
                 v.push(name.to_string());

@@ -11,6 +11,10 @@
 //! - **native**: on an arm64 Linux host with `/dev/kvm` the agent runs directly
 //!   (`kvm-agent --stdio`), frames over pipes. Elsewhere this mode reports why it cannot run.
 //!
+//! Device memory: QEMU gets an `ivshmem-plain` PCI device whose BAR the agent maps for
+//! `device` regions with stage-2 Device-nGnRE (a VM_PFNMAP mapping of non-RAM, which KVM maps
+//! as a device at stage 2); Normal-NC needs a vfio-pci BAR (Linux >= 6.8) and is skipped.
+//!
 //! Kernel command line: `console=ttyAMA0 quiet panic=-1` (+ `-no-reboot`, so a panicked
 //! kernel ends QEMU and the harness boots a fresh one); `quiet` keeps KERN_WARNING and below
 //! off the console — the agent forwards them from /dev/kmsg as `Log` frames instead, so they
@@ -46,6 +50,10 @@ pub const OPTIONAL_CONFIG: &[(&str, &str)] = &[
     ("CONFIG_MAGIC_SYSRQ", "the panic-recovery test (trapdiff.panic_after)"),
     ("CONFIG_PRINTK", "kernel warnings forwarded from /dev/kmsg"),
 ];
+
+/// Size of the ivshmem BAR that backs Device-nGnRE slots (all of one job's device slots
+/// together must fit).
+pub const DEVICE_MEMORY_MIB: u32 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
@@ -139,6 +147,14 @@ pub fn target_config(opts: &KvmOptions) -> Result<(TargetConfig, String), KvmErr
     }
     let mut args = qemu_base_args(opts.memory_mib);
     args.extend(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string(), "-append".into(), cmdline]);
+    // Device memory for Device-nGnRE slots: an ivshmem BAR the agent maps through sysfs, so
+    // KVM maps it at stage 2 as a device, the way a VMM passes a device BAR to its guest.
+    args.extend([
+        "-object".into(),
+        format!("memory-backend-memfd,id=tddev,size={}M,share=on", DEVICE_MEMORY_MIB),
+        "-device".into(),
+        "ivshmem-plain,memdev=tddev".into(),
+    ]);
     Ok((TargetConfig { program: "qemu-system-aarch64".into(), args, boot_timeout: opts.boot_timeout }, format!("qemu {qemu}")))
 }
 
