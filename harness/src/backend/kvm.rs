@@ -114,6 +114,19 @@ pub fn backend(opts: &KvmOptions) -> Result<LiveBackend, KvmError> {
     Ok(LiveBackend::new("kvm", config, Some(platform)))
 }
 
+/// The `--backends kvm` entry for the runner: `instances` persistent targets side by side
+/// (native mode: one). The configuration is checked now, so a kernel that lacks an option
+/// fails the run up front with the list of what is missing.
+pub fn spec(opts: KvmOptions, instances: usize) -> Result<crate::run::BackendSpec, String> {
+    let (config, platform) = target_config(&opts).map_err(|e| e.to_string())?;
+    let instances = if opts.native { 1 } else { instances.max(1) };
+    Ok(crate::run::BackendSpec {
+        name: "kvm".into(),
+        make: Box::new(move || Ok(Box::new(LiveBackend::new("kvm", config.clone(), Some(platform.clone()))) as Box<dyn super::Backend>)),
+        instances,
+    })
+}
+
 /// The target to start and the platform string for outcome metadata.
 pub fn target_config(opts: &KvmOptions) -> Result<(TargetConfig, String), KvmError> {
     let agent = paths::agent_binary();
