@@ -5,6 +5,7 @@ pub mod case_file;
 pub mod diff;
 pub mod disasm;
 pub mod doctor;
+pub mod fuzz;
 pub mod paths;
 pub mod replay;
 pub mod report;

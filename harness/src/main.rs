@@ -65,6 +65,9 @@ enum Cmd {
         #[arg(long, default_value = "reports/run")]
         report: PathBuf,
     },
+    /// Fuzz: mutate cases, run them on every backend, keep what shows new behaviour,
+    /// minimise divergences into corpus/found/.
+    Fuzz(trapdiff::fuzz::FuzzArgs),
     /// Run one case on the chosen backends and show the outcomes side by side.
     Replay {
         case: PathBuf,
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             println!("\nreports in {}", dir.display());
             ExitCode::from(result.exit_code())
         }
+        Cmd::Fuzz(args) => trapdiff::fuzz::main(args),
         Cmd::Replay { case, backend } => {
             let case = match case_file::load(&case) {
                 Ok(c) => c,

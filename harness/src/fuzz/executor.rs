@@ -1,0 +1,121 @@
+//! The executor: one case on every chosen backend (the model in process, refhyp/KVM as
+//! persistent live instances), an outcome per backend into the [`OutcomesObserver`].
+//!
+//! LibAFL's own `DiffExecutor` composes exactly two executors and compares exit kinds; here
+//! the interesting difference is inside the outcomes (syndromes, exits, final state), so one
+//! executor runs N backends and the objective feedback diffs what they observed.
+
+use std::time::{Duration, Instant};
+
+use libafl::executors::{Executor, ExitKind, HasObservers};
+use libafl::state::HasExecutions;
+use libafl::Error;
+use libafl_bolts::tuples::{tuple_list, tuple_list_type, RefIndexable};
+use serde::Serialize;
+use trapdiff_arch::outcome::End;
+use trapdiff_arch::{Case, Outcome};
+
+use crate::backend::Backend;
+
+use super::input::CaseInput;
+use super::observers::OutcomesObserver;
+
+/// Executions and time spent per backend.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BackendStats {
+    pub name: String,
+    pub execs: u64,
+    #[serde(serialize_with = "secs")]
+    pub busy: Duration,
+    pub errors: u64,
+    pub timeouts: u64,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl BackendStats {
+    /// Executions per second of this backend's own time (what it would do alone).
+    pub fn execs_per_sec(&self) -> f64 {
+        let t = self.busy.as_secs_f64();
+        if t > 0.0 { self.execs as f64 / t } else { 0.0 }
+    }
+}
+
+pub type Observers = tuple_list_type!(OutcomesObserver);
+
+/// Runs each case on every backend, in order.
+pub struct BackendsExecutor {
+    backends: Vec<Box<dyn Backend>>,
+    observers: Observers,
+    pub stats: Vec<BackendStats>,
+}
+
+impl std::fmt::Debug for BackendsExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        write!(f, "BackendsExecutor({})", names.join(","))
+    }
+}
+
+impl BackendsExecutor {
+    pub fn new(backends: Vec<Box<dyn Backend>>) -> BackendsExecutor {
+        let stats = backends.iter().map(|b| BackendStats { name: b.name().to_string(), ..BackendStats::default() }).collect();
+        BackendsExecutor { backends, observers: tuple_list!(OutcomesObserver::new()), stats }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.backends.iter().map(|b| b.name().to_string()).collect()
+    }
+
+    /// Run `case` on every backend (also used by the minimiser, outside LibAFL's loop).
+    pub fn run_all(&mut self, case: &Case) -> Vec<(String, Outcome)> {
+        let mut out = Vec::with_capacity(self.backends.len());
+        for (b, st) in self.backends.iter_mut().zip(self.stats.iter_mut()) {
+            let t = Instant::now();
+            let o = b.run(case);
+            st.busy += t.elapsed();
+            st.execs += 1;
+            match o.end {
+                End::BackendError { .. } => st.errors += 1,
+                End::Timeout => st.timeouts += 1,
+                _ => {}
+            }
+            out.push((b.name().to_string(), o));
+        }
+        out
+    }
+
+    /// LibAFL's verdict on a set of outcomes: a backend failure is a crash, a watchdog a
+    /// timeout; divergences are the objective feedback's business.
+    pub fn exit_kind(outcomes: &[(String, Outcome)]) -> ExitKind {
+        if outcomes.iter().any(|(_, o)| matches!(o.end, End::BackendError { .. })) {
+            ExitKind::Crash
+        } else if outcomes.iter().any(|(_, o)| o.end == End::Timeout) {
+            ExitKind::Timeout
+        } else {
+            ExitKind::Ok
+        }
+    }
+}
+
+impl<EM, S: HasExecutions, Z> Executor<EM, CaseInput, S, Z> for BackendsExecutor {
+    fn run_target(&mut self, _fuzzer: &mut Z, state: &mut S, _mgr: &mut EM, input: &CaseInput) -> Result<ExitKind, Error> {
+        *state.executions_mut() += 1;
+        let outcomes = self.run_all(&input.0);
+        let kind = Self::exit_kind(&outcomes);
+        self.observers.0.outcomes = outcomes;
+        Ok(kind)
+    }
+}
+
+impl HasObservers for BackendsExecutor {
+    type Observers = Observers;
+    fn observers(&self) -> RefIndexable<&Self::Observers, Self::Observers> {
+        RefIndexable::from(&self.observers)
+    }
+    fn observers_mut(&mut self) -> RefIndexable<&mut Self::Observers, Self::Observers> {
+        RefIndexable::from(&mut self.observers)
+    }
+}

@@ -1,0 +1,528 @@
+//! `trapdiff fuzz`: a LibAFL fuzzer whose input is a case, whose executor runs it on the
+//! model and the live backends, whose feedback is novelty over outcome signatures and whose
+//! objective is a divergence (or a backend crash). Finds are minimised and written to
+//! `corpus/found/<signature>.json` with their provenance, and the differing outcomes beside
+//! them in `<signature>.outcomes.jsonl` (not `.json`: the case loader reads every `.json`).
+//!
+//! Modules follow LibAFL's concepts: [`input`], [`mutators`] (over the [`catalogue`]),
+//! [`executor`], [`observers`], [`feedback`] (over [`signature`]), [`minimise`].
+
+pub mod catalogue;
+pub mod executor;
+pub mod feedback;
+pub mod input;
+pub mod minimise;
+pub mod mutators;
+pub mod observers;
+pub mod signature;
+
+use std::io::{IsTerminal, Write};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use libafl::corpus::{Corpus, InMemoryCorpus, Testcase};
+use libafl::events::SimpleEventManager;
+use libafl::fuzzer::{Fuzzer, HasFeedback, HasObjective, HasScheduler, StdFuzzer};
+use libafl::schedulers::Scheduler;
+use libafl::monitors::NopMonitor;
+use libafl::mutators::HavocScheduledMutator;
+use libafl::schedulers::QueueScheduler;
+use libafl::stages::StdMutationalStage;
+use libafl::state::{HasCorpus, HasExecutions, HasSolutions, StdState};
+use libafl_bolts::rands::StdRand;
+use libafl_bolts::tuples::tuple_list;
+use serde::Serialize;
+use trapdiff_arch::case::Provenance;
+use trapdiff_arch::{Case, Outcome};
+
+use crate::backend::select::{self, BackendOptions};
+use crate::backend::Backend;
+use crate::{case_file, paths};
+
+use executor::{BackendStats, BackendsExecutor};
+use feedback::{DivergenceObjective, NoveltyFeedback, PendingFind};
+use input::CaseInput;
+use signature::FindKind;
+
+/// The LibAFL state of a campaign: corpus and solutions in memory (the loop writes both out
+/// as case files).
+pub type FuzzState = StdState<InMemoryCorpus<CaseInput>, CaseInput, StdRand, InMemoryCorpus<CaseInput>>;
+
+/// Command-line arguments of `trapdiff fuzz`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FuzzArgs {
+    /// Initial corpus: case files or directories (default: the curated suite). With no
+    /// loadable case the built-in seeds (one per instruction set) are used.
+    pub paths: Vec<PathBuf>,
+    /// How long to fuzz: `90s`, `10m`, `2h`, or seconds.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub time: Duration,
+    /// Stop after this many executions (each on every backend), whichever comes first.
+    #[arg(long)]
+    pub iters: Option<u64>,
+    /// Backends to run every case on, comma-separated: model, refhyp, kvm.
+    #[arg(long, default_value = "model,refhyp", value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Kernel Image for the kvm backend (default: the pinned Debian kernel).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Run the KVM agent natively on this arm64 host instead of under QEMU.
+    #[arg(long)]
+    pub native: bool,
+    /// Policy profile the model predicts with.
+    #[arg(long, default_value = "linux-6.1")]
+    pub policy: String,
+    /// Where stats.json and the grown corpus (queue/) go.
+    #[arg(long, default_value = "reports/fuzz")]
+    pub out: PathBuf,
+    /// Where minimised finds go (default: corpus/found).
+    #[arg(long)]
+    pub found: Option<PathBuf>,
+    /// Seed of every random choice: the same seed, corpus and --iters replay the same run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fuzzing clients to run side by side, each with its own backend instances.
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+    /// Executions a minimisation may spend per find.
+    #[arg(long, default_value_t = 300)]
+    pub minimise_budget: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 90s, 10m, 2h)"))?;
+    let mult = match unit {
+        "s" | "" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(n * mult))
+}
+
+/// What a campaign is given besides the backends.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub time: Duration,
+    pub iters: Option<u64>,
+    /// stats.json and queue/ go here (nothing written when `None`).
+    pub out: Option<PathBuf>,
+    /// Minimised finds go here (nothing written when `None`).
+    pub found: Option<PathBuf>,
+    pub minimise_budget: u64,
+    /// Print a progress line.
+    pub progress: bool,
+}
+
+/// One saved (or, without `found`, only reported) find.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindReport {
+    pub kind: FindKind,
+    pub signature: String,
+    pub explanation: String,
+    /// Seconds from the start of the campaign to the first hit.
+    pub after_seconds: f64,
+    pub execs_before: u64,
+    pub instructions_before: usize,
+    pub instructions_after: usize,
+    pub minimise_execs: u64,
+    pub path: Option<PathBuf>,
+    /// A file with this signature was already there (not overwritten).
+    pub known: bool,
+    #[serde(skip)]
+    pub case: Option<Case>,
+}
+
+/// The campaign's figures, as written to `stats.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub seed: u64,
+    pub elapsed_seconds: f64,
+    pub execs: u64,
+    pub execs_per_second: f64,
+    pub backends: Vec<BackendStatsReport>,
+    pub initial_corpus: usize,
+    pub corpus: usize,
+    pub features: usize,
+    pub objective_hits: u64,
+    pub finds: Vec<FindReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendStatsReport {
+    #[serde(flatten)]
+    pub stats: BackendStats,
+    pub execs_per_second: f64,
+}
+
+fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, initial: usize, corpus: usize, features: usize, hits: u64, finds: &[FindReport]) -> Stats {
+    let el = started.elapsed().as_secs_f64();
+    Stats {
+        seed,
+        elapsed_seconds: el,
+        execs,
+        execs_per_second: if el > 0.0 { execs as f64 / el } else { 0.0 },
+        backends: ex.stats.iter().map(|s| BackendStatsReport { execs_per_second: s.execs_per_sec(), stats: s.clone() }).collect(),
+        initial_corpus: initial,
+        corpus,
+        features,
+        objective_hits: hits,
+        finds: finds.to_vec(),
+    }
+}
+
+impl Stats {
+    pub fn line(&self) -> String {
+        let per: Vec<String> = self.backends.iter().map(|b| format!("{} {:.1}/s", b.stats.name, b.execs_per_second)).collect();
+        format!(
+            "[{:.0}s] execs {} ({:.1}/s; {})  corpus {} (+{})  features {}  finds {}",
+            self.elapsed_seconds,
+            self.execs,
+            self.execs_per_second,
+            per.join(", "),
+            self.corpus,
+            self.corpus.saturating_sub(self.initial_corpus),
+            self.features,
+            self.finds.len()
+        )
+    }
+}
+
+/// Errors that end a campaign before it starts or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum FuzzError {
+    /// LibAFL reported an error.
+    #[error("fuzzer: {0}")]
+    Libafl(#[from] libafl::Error),
+    #[error("writing {path}: {source} (is the directory writable?)")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("no seed case: give case files or directories, or check that corpus/suite exists")]
+    NoSeeds,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FuzzError + '_ {
+    move |source| FuzzError::Io { path: path.to_path_buf(), source }
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the Unix time (Howard Hinnant's days-to-civil).
+pub fn utc_date(t: SystemTime) -> String {
+    let days = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Write a minimised find: the case (with provenance) and the outcomes that differed.
+/// Returns the path and whether a find with this signature was already there.
+pub fn save_find(dir: &Path, seed: u64, backends: &[String], find: &signature::Find, case: &Case, outcomes: &[(String, Outcome)]) -> Result<(PathBuf, bool), FuzzError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(format!("{}.json", find.signature));
+    if path.exists() {
+        return Ok((path, true));
+    }
+    let kernel = outcomes.iter().find_map(|(_, o)| o.meta.kernel.clone()).unwrap_or_else(|| "none".into());
+    let explanation = find.divergences.first().map(|d| d.explanation.clone()).unwrap_or_else(|| find.key.clone());
+    let mut c = case.clone();
+    c.name = format!("found/{}", find.signature);
+    c.description = format!("Found by trapdiff fuzz: {explanation}");
+    c.expect = None;
+    c.provenance = Provenance {
+        source: "fuzzer".into(),
+        detail: format!(
+            "date {}; seed {seed}; backends {}; kernel {kernel}; signature {}; from case {}",
+            utc_date(SystemTime::now()),
+            backends.join(","),
+            find.key,
+            case.name
+        ),
+        commit: None,
+    };
+    let text = serde_json::to_string_pretty(&c).unwrap_or_default() + "\n";
+    std::fs::write(&path, text).map_err(io(&path))?;
+    let side = dir.join(format!("{}.outcomes.jsonl", find.signature));
+    let mut lines = String::new();
+    for (b, o) in outcomes {
+        lines += &serde_json::json!({"case": c.name, "backend": b, "outcome": o}).to_string();
+        lines.push('\n');
+    }
+    for d in &find.divergences {
+        lines += &serde_json::json!({"case": c.name, "divergence": d}).to_string();
+        lines.push('\n');
+    }
+    std::fs::write(&side, lines).map_err(io(&side))?;
+    Ok((path, false))
+}
+
+/// Run a campaign over `backends` from `seeds`. The library entry point: `main` builds the
+/// backends from names, tests hand in their own.
+pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>) -> Result<Stats, FuzzError> {
+    if seeds.is_empty() {
+        return Err(FuzzError::NoSeeds);
+    }
+    let started = Instant::now();
+    let mut executor = BackendsExecutor::new(backends);
+    let names = executor.names();
+    let mut feedback = NoveltyFeedback::new();
+    let mut objective = DivergenceObjective::new();
+    let mut state: FuzzState = StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<CaseInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
+    let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
+    let mut mgr = SimpleEventManager::new(NopMonitor::new());
+    // A few stacked mutations per input (2^2 at most), few iterations per scheduled input:
+    // live backends run a case or two per second, so the deadline is checked often.
+    let mutator = HavocScheduledMutator::with_max_stack_pow(mutators::all_mutators(), 2);
+    let iterations = NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN);
+    let mut stages = tuple_list!(StdMutationalStage::with_max_iterations(mutator, iterations));
+
+    // Every seed joins the corpus, divergent or not (LibAFL's `add_input` would file a
+    // divergent seed under solutions only, and the suite's known divergences are good
+    // starting points); its outcomes seed the novelty and objective feedbacks.
+    for case in seeds {
+        let outcomes = executor.run_all(&case);
+        *state.executions_mut() += 1;
+        fuzzer.feedback_mut().observe(&outcomes);
+        fuzzer.objective_mut().observe(&case, &outcomes);
+        let id = state.corpus_mut().add(Testcase::from(CaseInput(case)))?;
+        HasScheduler::<CaseInput, FuzzState>::scheduler_mut(&mut fuzzer).on_add(&mut state, id)?;
+    }
+    let initial = state.corpus().count();
+    let mut finds: Vec<FindReport> = Vec::new();
+    let mut written = 0usize;
+    let mut last_tick = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let queue_dir = cfg.out.as_ref().map(|o| o.join("queue"));
+    if let Some(q) = &queue_dir {
+        std::fs::create_dir_all(q).map_err(io(q))?;
+    }
+    loop {
+        // Minimise and save what the objective found (seeds included).
+        let pending: Vec<PendingFind> = fuzzer.objective_mut().pending.drain(..).collect();
+        for p in pending {
+            let after = started.elapsed().as_secs_f64();
+            let execs_before = *state.executions();
+            let sig = p.find.signature.clone();
+            let m = if p.find.kind == FindKind::Divergence {
+                minimise::minimise(&p.case, &sig, p.outcomes.clone(), cfg.minimise_budget, &mut |c| executor.run_all(c))
+            } else {
+                minimise::Minimised { case: p.case.clone(), outcomes: p.outcomes.clone(), execs: 0, steps: 0 }
+            };
+            let find = signature::find(&m.outcomes).filter(|f| f.signature == sig).unwrap_or(p.find.clone());
+            let (path, known) = match &cfg.found {
+                Some(dir) => {
+                    let (p, k) = save_find(dir, cfg.seed, &names, &find, &m.case, &m.outcomes)?;
+                    (Some(p), k)
+                }
+                None => (None, false),
+            };
+            let explanation = find.divergences.first().map(|d| d.explanation.clone()).unwrap_or_else(|| find.key.clone());
+            if cfg.progress {
+                eprintln!("{}find {sig}: {explanation} ({} -> {} instructions in {} execs){}", if tty { "\r\x1b[K" } else { "" }, p.case.code.insns.len(), m.case.code.insns.len(), m.execs, path.as_ref().map(|p| format!(" -> {}", p.display())).unwrap_or_default());
+            }
+            finds.push(FindReport {
+                kind: find.kind,
+                signature: sig,
+                explanation,
+                after_seconds: after,
+                execs_before,
+                instructions_before: p.case.code.insns.len(),
+                instructions_after: m.case.code.insns.len(),
+                minimise_execs: m.execs,
+                path,
+                known,
+                case: Some(m.case),
+            });
+        }
+        // The grown corpus, as loadable case files.
+        let count = state.corpus().count();
+        if let Some(q) = &queue_dir {
+            while written < count {
+                let id = state.corpus().nth(written);
+                let case = state.corpus().cloned_input_for_id(id).map(|i| i.0);
+                if let Ok(mut c) = case {
+                    c.name = format!("fuzz/queue/{}/{written:05}", cfg.seed);
+                    if c.provenance.source.is_empty() || written >= initial {
+                        c.provenance = Provenance { source: "fuzzer".into(), detail: format!("queue entry {written} of seed {}", cfg.seed), commit: None };
+                    }
+                    let p = q.join(format!("{written:05}.json"));
+                    std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap_or_default() + "\n").map_err(io(&p))?;
+                }
+                written += 1;
+            }
+        }
+        let execs = *state.executions();
+        let done = started.elapsed() >= cfg.time || cfg.iters.is_some_and(|n| execs >= n);
+        if done || last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
+            last_tick = Instant::now();
+            let st = stats_of(cfg.seed, started, execs, &executor, initial, count, fuzzer.feedback().features(), fuzzer.objective().hits, &finds);
+            if cfg.progress {
+                if tty {
+                    eprint!("\r\x1b[K{}", st.line());
+                } else {
+                    eprintln!("{}", st.line());
+                }
+                let _ = std::io::stderr().flush();
+            }
+            if let Some(o) = &cfg.out {
+                let p = o.join("stats.json");
+                std::fs::write(&p, serde_json::to_string_pretty(&st).unwrap_or_default() + "\n").map_err(io(&p))?;
+            }
+            if done {
+                if cfg.progress && tty {
+                    eprintln!();
+                }
+                let _ = state.solutions().count();
+                return Ok(st);
+            }
+        }
+        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
+    }
+}
+
+/// Build the named backends (each once: the fuzzer keeps them for the whole campaign).
+pub fn make_backends(a: &FuzzArgs) -> Result<Vec<Box<dyn Backend>>, String> {
+    let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1 };
+    let mut out = Vec::new();
+    for spec in select::specs(&opts)? {
+        out.push((spec.make)().map_err(|e| format!("cannot start backend `{}`: {e} (run `trapdiff doctor`)", spec.name))?);
+    }
+    Ok(out)
+}
+
+/// The seed cases under `paths` (default: the curated suite); the built-in seeds if none load.
+pub fn load_seeds(paths: &[PathBuf]) -> Vec<Case> {
+    let ps = if paths.is_empty() { vec![paths::suite_dir()] } else { paths.to_vec() };
+    let mut seeds = Vec::new();
+    for r in case_file::load_all(&ps) {
+        match r {
+            Ok((_, c)) => seeds.push(c),
+            Err(e) => eprintln!("warning: skipping seed: {e}"),
+        }
+    }
+    if seeds.is_empty() {
+        eprintln!("trapdiff fuzz: no case loaded from {}; starting from the built-in seeds", ps.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        seeds = input::builtin_seeds();
+    }
+    seeds
+}
+
+/// `trapdiff fuzz`.
+pub fn main(a: FuzzArgs) -> ExitCode {
+    let seed = a.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+    if a.cores > 1 {
+        return clients(&a, seed);
+    }
+    let seeds = load_seeds(&a.paths);
+    let backends = match make_backends(&a) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = Config {
+        seed,
+        time: a.time,
+        iters: a.iters,
+        out: Some(a.out.clone()),
+        found: Some(a.found.clone().unwrap_or_else(|| paths::root().join("corpus").join("found"))),
+        minimise_budget: a.minimise_budget,
+        progress: true,
+    };
+    eprintln!("trapdiff fuzz: seed {seed}, {} seed cases, backends {}, for {:?}", seeds.len(), a.backends.join(","), a.time);
+    match campaign(&cfg, backends, seeds) {
+        Ok(st) => {
+            println!("{}", st.line());
+            for b in &st.backends {
+                println!("  {}: {} execs, {:.1} execs/s, {} errors, {} timeouts", b.stats.name, b.stats.execs, b.execs_per_second, b.stats.errors, b.stats.timeouts);
+            }
+            for f in &st.finds {
+                println!("  find {} after {:.1}s: {}", f.signature, f.after_seconds, f.explanation);
+            }
+            println!("stats in {}", a.out.join("stats.json").display());
+            ExitCode::from(u8::from(st.finds.iter().any(|f| !f.known)))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--cores N`: N independent clients (this binary again, `--cores 1`), each with its own
+/// seed (`seed + i`), backend instances and `--out` subdirectory; finds go to the shared
+/// found directory (deduplicated by signature through the file name).
+fn clients(a: &FuzzArgs, seed: u64) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot find this executable to start clients: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut children = Vec::new();
+    for i in 0..a.cores {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("fuzz").arg("--cores").arg("1").arg("--seed").arg((seed + i as u64).to_string());
+        cmd.arg("--time").arg(format!("{}s", a.time.as_secs_f64()));
+        if let Some(n) = a.iters {
+            cmd.arg("--iters").arg(n.to_string());
+        }
+        cmd.arg("--backends").arg(a.backends.join(",")).arg("--policy").arg(&a.policy);
+        if let Some(k) = &a.kernel {
+            cmd.arg("--kernel").arg(k);
+        }
+        if a.native {
+            cmd.arg("--native");
+        }
+        cmd.arg("--out").arg(a.out.join(format!("client-{i}")));
+        if let Some(f) = &a.found {
+            cmd.arg("--found").arg(f);
+        }
+        cmd.arg("--minimise-budget").arg(a.minimise_budget.to_string());
+        cmd.args(&a.paths);
+        match cmd.spawn() {
+            Ok(c) => children.push(c),
+            Err(e) => eprintln!("error: cannot start fuzzing client {i}: {e}"),
+        }
+    }
+    let mut status = 0u8;
+    for mut c in children {
+        match c.wait() {
+            Ok(s) => status = status.max(s.code().unwrap_or(2).clamp(0, 2) as u8),
+            Err(_) => status = 2,
+        }
+    }
+    ExitCode::from(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(utc_date(UNIX_EPOCH), "1970-01-01");
+        assert_eq!(utc_date(UNIX_EPOCH + Duration::from_secs(1_700_000_000)), "2023-11-14");
+    }
+}
