@@ -65,8 +65,8 @@ impl Cpu {
             // Arm64CpuModel::MAX
             uc.ctl_set_cpu_model(3).map_err(|e| err("cpu model", e))?;
         } else {
-            // ArmCpuModel::CORTEX_A15: Armv7-A with VFPv4, Advanced SIMD and LPAE.
-            uc.ctl_set_cpu_model(17).map_err(|e| err("cpu model", e))?;
+            // ArmCpuModel::MAX: the Armv8 AArch32 feature set (LDA/STL, VFPv4, Advanced SIMD).
+            uc.ctl_set_cpu_model(33).map_err(|e| err("cpu model", e))?;
         }
         uc.add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, 1, 0, |uc, ty, addr, size, value| {
             let write = ty == MemType::WRITE;

@@ -26,6 +26,7 @@ use crate::rules::syndrome::{self, LsSyndrome, MemClass};
 /// backends' watchdog; a correct case runs far fewer).
 const STEP_LIMIT: u64 = 500_000;
 const PAGE: u64 = trapdiff_arch::case::PAGE_SIZE;
+const UNCLASSIFIED: MemOp = MemOp { class: MemClass::Unclassified, load: true, store: true, size: 0, syndrome: None, fp: None, base: None, unpriv: false };
 
 /// A stage-2 fault, as the hypervisor sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,19 +259,24 @@ impl<'a> Run<'a> {
             }
             // mmu.c kvm_handle_guest_abort(): "if (is_iabt) { ret = -ENOEXEC; ... }" then
             // kvm_inject_pabt(): the guest takes an external abort on instruction fetch.
-            Fault::Stage2(_) => self.injected_abort(pc, pc, true, 4),
+            Fault::Stage2(_) => {
+                let size = if self.isa == Isa::T32 { 2 } else { 4 };
+                self.injected_abort(pc, pc, true, size)
+            }
         }
     }
 
     // ---- exceptions, as the runtime reports them ----------------------------------------
 
-    /// Record a guest exception; the runtime skips the instruction (`size` bytes) or ends.
+    /// Record a guest exception; then the runtime ends the case once the records reach
+    /// `limits.max_exceptions`, or on `on_exception: end`, or skips the instruction (`size`
+    /// bytes) (guest-payloads lower.rs "Exceptions"; runtime a64.S / a32.S).
     fn exception(&mut self, vector: Vector, syndrome: u64, far: Option<u64>, pc: u64, size: u64) -> Flow {
         self.exceptions += 1;
-        if self.exceptions > self.case.limits.max_exceptions {
+        self.events.push(Event::Exception { vector, from_el0: self.el == El::El0, syndrome, far, pc });
+        if self.exceptions >= self.case.limits.max_exceptions {
             return Flow::End(End::ExceptionLimit);
         }
-        self.events.push(Event::Exception { vector, from_el0: self.el == El::El0, syndrome, far, pc });
         match self.case.state.on_exception {
             ExceptionAction::End => Flow::End(End::EndOnException),
             ExceptionAction::Skip => Flow::At(pc + size),
@@ -308,6 +314,7 @@ impl<'a> Run<'a> {
     }
 
     /// A stage-1 (or alignment) data abort the guest takes.
+    #[allow(clippy::too_many_arguments)]
     fn data_abort_s1(&mut self, pc: u64, size: u64, va: u64, fsc: Fsc, cm: bool, wnr: bool, level_known: bool) -> Flow {
         let (vector, syndrome) = if self.aarch32() {
             (Vector::DataAbort, syndrome::a32_dfsr(cm, wnr, fsc))
@@ -359,6 +366,11 @@ impl<'a> Run<'a> {
             Op::CmoNoAddress => Flow::At(pc + size),
             Op::SysRead { target, rt } => self.sys_read(pc, size, word, target, rt),
             Op::SysWrite { target, rt } => self.sys_write(pc, size, word, target, rt),
+            Op::Other if self.dis.has_memory_operand(self.isa, &self.insn_bytes(word, size)) == Some(true) => {
+                // Capstone sees a memory operand the decoders did not classify: the access
+                // goes through the rules with no valid syndrome.
+                self.memory_op(pc, size, UNCLASSIFIED)
+            }
             Op::Privileged | Op::Other => self.unicorn_step(pc, size, word),
         }
     }
@@ -368,13 +380,10 @@ impl<'a> Run<'a> {
         self.cpu.save(self.ctx);
         let r = self.cpu.step(pc, self.isa == Isa::T32);
         if !self.cpu.log().accesses.is_empty() {
-            // Capstone's second opinion: a memory access the decoders missed is treated as an
-            // unclassified access without a valid syndrome.
-            let bytes = self.insn_bytes(word, size);
-            let _ = self.dis.has_memory_operand(self.isa, &bytes);
+            // An access neither the decoders nor Capstone saw: still checked by the rules, with
+            // no valid syndrome.
             self.cpu.rollback(self.ctx);
-            let m = MemOp { class: MemClass::Unclassified, load: true, store: true, size: 0, syndrome: None, fp: None, base: None, unpriv: false };
-            return self.memory_op(pc, size, m);
+            return self.memory_op(pc, size, UNCLASSIFIED);
         }
         match r {
             Ok(()) => Flow::At(self.cpu.pc() & !1),
@@ -443,7 +452,9 @@ impl<'a> Run<'a> {
                 }
                 self.unicorn_step(pc, size, word)
             }
-            SysTarget::Ctr if el0 && !self.aarch32() && !self.case.sysregs.el0_cache_ops => self.sys64_trap(pc, size, word),
+            // AArch32 CTR is PL1-only (Arm ARM G8.2.33 CTR: "accessible at PL1 and above").
+            SysTarget::Ctr if el0 && self.aarch32() => self.undefined(pc, size),
+            SysTarget::Ctr if el0 && !self.case.sysregs.el0_cache_ops => self.sys64_trap(pc, size, word),
             SysTarget::Ctr | SysTarget::Dczid | SysTarget::Id => {
                 if self.aarch32() && target == SysTarget::Id && (word >> 8) & 0xf == 10 {
                     // VMRS of FPSID/MVFRx: an FP control-register access.
@@ -538,7 +549,7 @@ impl<'a> Run<'a> {
         let is_aligned = !first_part || memtype::aligned(a.addr, unit);
         // AArch64.UnalignedAccessFaults / AArch32 CheckAlignment: exclusives, atomics,
         // ordered accesses, SCTLR.A; AArch32 LDM/STM/LDRD/STRD/VLDR need word alignment.
-        let a32_word = matches!(class, MemClass::A32Dual | MemClass::A32Multiple) && first_part && a.addr % 4 != 0;
+        let a32_word = matches!(class, MemClass::A32Dual | MemClass::A32Multiple) && first_part && !a.addr.is_multiple_of(4);
         if (!is_aligned && (class.needs_alignment() || self.case.sysregs.align_check)) || a32_word {
             return Err(Fault::Stage1 { fsc: Fsc::ALIGNMENT, level_known: true });
         }
@@ -688,9 +699,27 @@ impl<'a> Run<'a> {
     }
 
     fn data_fault(&mut self, pc: u64, size: u64, m: &MemOp, a: &Access, f: Fault) -> Flow {
-        // Atomics read and write: WnR reports the access that faulted (ASL AArch64.FaultSyndrome
-        // with fault.write); the model reports a write for both halves of a read-modify-write.
-        let wnr = a.write || m.class == MemClass::A64Atomic;
+        // Atomics read and write: "WnR is 0 if a read of the address would have generated the
+        // fault which is being reported, otherwise 1" (Arm ARM D24.2.41, WnR). So a
+        // translation fault reports a read; only a write-permission fault reports a write.
+        let atomic = m.class == MemClass::A64Atomic;
+        let wnr = if atomic {
+            match f {
+                Fault::Stage1 { fsc, .. } if fsc == Fsc::permission(3) => {
+                    let as_el0 = self.el == El::El0 || m.unpriv;
+                    self.region_index(a.addr).is_some_and(|i| !as_el0 || self.el0_accessible(&self.case.memory[i]))
+                }
+                Fault::Stage2(S2Fault::ReadOnly) => {
+                    // The read half faults first on an unmapped page; the hypervisor maps it
+                    // read-only (invisible), and the retry faults on the write permission.
+                    self.ro_mapped.insert(a.addr / PAGE);
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            a.write
+        };
         match f {
             Fault::Stage1 { fsc, level_known } => self.data_abort_s1(pc, size, a.addr, fsc, false, wnr, level_known),
             Fault::Stage2(kind) => self.stage2_abort(pc, size, a, m.syndrome, false, wnr, kind),

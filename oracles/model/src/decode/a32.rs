@@ -172,7 +172,8 @@ pub fn decode_a32(w: u32) -> Op {
         }
         // LDM/STM (F4.1.12).
         0b100 => Op::Mem(mem(MemClass::A32Multiple, l, 4)),
-        0b101 => Op::Other,
+        // Data processing (immediate) and branches.
+        0b001 | 0b101 => Op::Other,
         // Coprocessor load/store and 64-bit moves: VLDR/VSTR/VLDM/VSTM/VMOV (two registers).
         0b110 => {
             if bits(w, 11, 9) == 0b101 {
@@ -252,23 +253,19 @@ pub fn decode_t32(w: u32) -> Op {
         }
         if hw1 & 0xffe0 == 0xe8c0 {
             let op = bits(hw2, 7, 4);
-            let trt = if l { rt } else { bits(hw2, 3, 0) as u8 };
             return match op {
                 0b0000 | 0b0001 if l => Op::Mem(mem(MemClass::A32TableBranch, true, if op == 0 { 1 } else { 2 })),
                 0b0100 => exclusive(l, 1, rn),
                 0b0101 => exclusive(l, 2, rn),
                 0b0111 => exclusive(l, 8, rn),
-                0b1000 => ordered(l, 1, if l { rt } else { rt }, rn),
+                0b1000 => ordered(l, 1, rt, rn),
                 0b1001 => ordered(l, 2, rt, rn),
                 0b1010 => ordered(l, 4, rt, rn),
                 0b1100 => exclusive(l, 1, rn),
                 0b1101 => exclusive(l, 2, rn),
                 0b1110 => exclusive(l, 4, rn),
                 0b1111 => exclusive(l, 8, rn),
-                _ => {
-                    let _ = trt;
-                    Op::Undefined
-                }
+                _ => Op::Undefined,
             };
         }
         return Op::Mem(mem(MemClass::A32Dual, l, 4));

@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(syn(0x88df_fc01), LsSyndrome { sas: 2, sse: false, srt: 1, sf: false, ar: true });
         let m = memop(0xc89f_fc02);
         assert!(m.store && m.syndrome.is_some_and(|s| s.ar && s.sf));
-        assert_eq!(syn(0xf8bf_c003).ar, true);
+        assert!(syn(0xf8bf_c003).ar);
     }
 
     #[test]

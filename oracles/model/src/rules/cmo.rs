@@ -52,6 +52,7 @@ impl CmoKind {
 /// - other DC ops by VA need read permission only at EL0 (AArch64);
 /// - IC IVAU at EL0 without read permission: IMPLEMENTATION DEFINED ("Permission fault on
 ///   EL0 IC_IVAU execution"); the model reports it as `None` (undecided).
+///
 /// AArch32 stage 1 never faults a CMO on permissions (`ELUsingAArch32(S1TranslationRegime())`).
 pub fn s1_permission_fault(kind: CmoKind, aarch32: bool, el: El, readable: bool, writable: bool) -> Option<bool> {
     match kind {

@@ -46,6 +46,7 @@ pub enum A32FpAccess {
 /// 2. CPACR.cp10: 0b00 -> UNDEFINED; 0b01 -> UNDEFINED at EL0; 0b10 -> CONSTRAINED
 ///    UNPREDICTABLE; 0b11 -> allowed (cp11 must equal cp10, Arm ARM G8.2.30 CPACR);
 /// 3. `fpexc_check && FPEXC.EN == 0` -> UNDEFINED;
+///
 /// then the EL2 controls (HCPTR / CPTR_EL2), which a correct hypervisor hides.
 pub fn check_a32(cpacr_val: u32, fpexc_val: u32, el: El, advsimd: bool, access: A32FpAccess) -> FpCheck {
     if access == A32FpAccess::ControlRegister && el == El::El0 {

@@ -77,7 +77,7 @@ pub fn combine(s1: MemType, s2: S2Attr, fwb: bool) -> MemType {
 
 /// Whether an access of `size` bytes at `addr` is aligned (ASL `IsAligned`).
 pub fn aligned(addr: u64, size: u64) -> bool {
-    size <= 1 || addr % size == 0
+    size <= 1 || addr.is_multiple_of(size)
 }
 
 /// Stage-1 alignment fault from the memory type (ASL `AArch64.S1HasAlignmentFault`): a DC

@@ -1,0 +1,88 @@
+//! Snapshot tests of the model's predictions over the curated suite (`corpus/suite/<family>`),
+//! one snapshot per family and policy profile, plus the hand-written cases in `tests/cases/`.
+//! Review changes like code: `cargo insta review -p trapdiff-model` (or
+//! `INSTA_UPDATE=always cargo test -p trapdiff-model --test suite` and read the diff).
+
+use std::path::{Path, PathBuf};
+
+use trapdiff_arch::outcome::End;
+use trapdiff_arch::Case;
+use trapdiff_model::{Model, PROFILES};
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for e in entries {
+            collect(&e, out);
+        }
+    } else if p.extension().is_some_and(|e| e == "json") {
+        out.push(p.to_path_buf());
+    }
+}
+
+fn load(dir: &Path) -> Vec<Case> {
+    let mut files = Vec::new();
+    collect(dir, &mut files);
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        })
+        .collect()
+}
+
+/// One case's prediction as reviewable text: the name, then the outcome as one JSON line
+/// (meta omitted: it only names the backend and policy).
+fn render(model: &mut Model, cases: &[Case]) -> String {
+    let mut text = String::new();
+    for c in cases {
+        let mut o = model.predict(c);
+        assert!(!matches!(o.end, End::Skipped { .. } | End::BackendError { .. }), "{}: the model could not predict: {:?}", c.name, o.end);
+        o.meta = Default::default();
+        text.push_str(&c.name);
+        text.push('\n');
+        text.push_str(&serde_json::to_string(&o).unwrap_or_default());
+        text.push('\n');
+    }
+    text
+}
+
+fn snapshot_dir(dir: &Path, prefix: &str) {
+    let families: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<_> = rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            v.sort();
+            v
+        }
+        Err(_) => return,
+    };
+    for profile in PROFILES {
+        let mut model = Model::new(profile);
+        for fam in &families {
+            let cases = load(fam);
+            if cases.is_empty() {
+                continue;
+            }
+            let name = format!("{prefix}-{}-{}", profile.name, fam.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
+            insta::assert_snapshot!(name, render(&mut model, &cases));
+        }
+    }
+}
+
+#[test]
+fn curated_suite() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite");
+    if !dir.is_dir() {
+        eprintln!("skip: {} does not exist yet", dir.display());
+        return;
+    }
+    snapshot_dir(&dir, "suite");
+}
+
+#[test]
+fn hand_written_cases() {
+    snapshot_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"), "cases");
+}
