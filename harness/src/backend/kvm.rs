@@ -15,10 +15,13 @@
 //! `device` regions with stage-2 Device-nGnRE (a VM_PFNMAP mapping of non-RAM, which KVM maps
 //! as a device at stage 2); Normal-NC needs a vfio-pci BAR (Linux >= 6.8) and is skipped.
 //!
-//! Kernel command line: `console=ttyAMA0 quiet panic=-1` (+ `-no-reboot`, so a panicked
-//! kernel ends QEMU and the harness boots a fresh one); `quiet` keeps KERN_WARNING and below
-//! off the console — the agent forwards them from /dev/kmsg as `Log` frames instead, so they
-//! cannot split a frame. Test-only options the agent honours are in
+//! Kernel command line: `console=ttyAMA0 loglevel=1 panic=-1` (+ `-no-reboot`, so a
+//! panicked kernel ends QEMU and the harness boots a fresh one). `loglevel=1` keeps all but
+//! KERN_EMERG off the console so kernel messages cannot split a frame; the agent forwards
+//! errors and warnings from /dev/kmsg as `Log` frames instead (scanned for findings like
+//! console lines), and an oops or panic still reaches the console in full because die() and
+//! panic() raise the console log level (console_verbose(), kernel/panic.c,
+//! arch/arm64/kernel/traps.c). Test-only options the agent honours are in
 //! `harness/kvm-agent/src/main.rs` (`trapdiff.panic_after=N`).
 
 use std::path::{Path, PathBuf};
@@ -153,7 +156,7 @@ pub fn target_config(opts: &KvmOptions) -> Result<(TargetConfig, String), KvmErr
         }
     };
     let initrd = initramfs_for(&agent)?;
-    let mut cmdline = String::from("console=ttyAMA0 quiet panic=-1");
+    let mut cmdline = String::from("console=ttyAMA0 loglevel=1 panic=-1");
     for w in &opts.extra_cmdline {
         cmdline.push(' ');
         cmdline.push_str(w);
