@@ -3,6 +3,8 @@
 //! "buggy" copy that reports an abort for DC CIVAC instead) is shrunk to the one instruction
 //! that triggers it, and the campaign finds, minimises and saves it with its provenance.
 
+use std::time::Duration;
+
 use trapdiff::backend::Backend;
 use trapdiff::fuzz::{self, input::builtin_seeds, minimise, signature, Config};
 use trapdiff_arch::outcome::{End, Event, Vector};
@@ -52,7 +54,7 @@ fn minimisation_keeps_the_divergence_and_drops_the_rest() {
     let mut run = |c: &Case| backends.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>();
     let outs = run(&case);
     let f = signature::find(&outs).expect("the planted bug diverges on the seed");
-    let m = minimise::minimise(&case, &f.signature, outs, 500, &mut run);
+    let m = minimise::minimise(&case, &f.signature, outs, 500, Duration::from_secs(60), &mut run);
     assert_eq!(m.case.code.insns.len(), 1, "{:?}", m.case.code.insns);
     assert_eq!(m.case.code.insns[0].w, DC_CIVAC_X1);
     assert_eq!(m.case.memory.len(), 1, "only the code's region is needed");
@@ -70,7 +72,7 @@ fn minimisation_respects_its_budget() {
     let mut run = |c: &Case| backends.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>();
     let outs = run(&case);
     let f = signature::find(&outs).expect("diverges");
-    let m = minimise::minimise(&case, &f.signature, outs, 2, &mut run);
+    let m = minimise::minimise(&case, &f.signature, outs, 2, Duration::from_secs(60), &mut run);
     assert_eq!(m.execs, 2);
 }
 

@@ -16,8 +16,16 @@ fn seeds() -> Vec<Case> {
     let mut v = builtin_seeds();
     // The curated suite too, when it is there: its cases are what `trapdiff fuzz` starts from.
     let suite = trapdiff::paths::suite_dir();
-    v.extend(case_file::load_all(&[suite]).into_iter().filter_map(Result::ok).map(|(_, c)| c).take(200));
+    let suite: Vec<Case> = case_file::load_all(&[suite]).into_iter().filter_map(Result::ok).map(|(_, c)| c).collect();
+    // A spread over every family, not just the first directory.
+    assert!(!suite_dir_has_cases() || !suite.is_empty(), "the suite is there but no case of it loads");
+    let step = (suite.len() / 150).max(1);
+    v.extend(suite.into_iter().step_by(step));
     v
+}
+
+fn suite_dir_has_cases() -> bool {
+    std::fs::read_dir(trapdiff::paths::suite_dir()).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 fn loads(c: &Case) -> Result<(), String> {
@@ -51,6 +59,7 @@ fn every_mutation_keeps_cases_valid() {
             }
         }
     }
+    eprintln!("{} seeds; applied: {applied:?}", seeds.len());
     assert!(failures.is_empty(), "{} invalid mutated cases, e.g.:\n{}", failures.len(), failures[..failures.len().min(15)].join("\n"));
     for m in Mutation::ALL {
         assert!(applied.get(m.name()).copied().unwrap_or(0) >= 20, "mutation {} hardly ever applies: {applied:?}", m.name());

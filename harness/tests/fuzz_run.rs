@@ -35,7 +35,7 @@ fn a_short_model_campaign_grows_the_corpus() {
     assert!(st.finds.iter().all(|f| f.kind == fuzz::signature::FindKind::BackendCrash), "{:?}", st.finds);
     // The grown corpus is on disk as case files the loader accepts.
     let queue: Vec<_> = trapdiff::case_file::load_all(&[dir.join("queue")]);
-    assert_eq!(queue.len(), st.corpus);
+    assert_eq!(queue.len(), st.corpus - st.initial_corpus, "the queue holds what the campaign added");
     for r in &queue {
         assert!(r.is_ok(), "{:?}", r.as_ref().err().map(|e| e.to_string()));
     }
@@ -47,8 +47,8 @@ fn a_short_model_campaign_grows_the_corpus() {
     let dir2 = dir.join("again");
     let st2 = fuzz::campaign(&cfg(&dir2, 11, 400), model(&["model"]), seeds).expect("campaign runs");
     assert_eq!((st2.corpus, st2.features, st2.execs), (st.corpus, st.features, st.execs));
-    let a: Vec<String> = (0..st.corpus).map(|i| std::fs::read_to_string(dir.join(format!("queue/{i:05}.json"))).unwrap_or_default()).collect();
-    let b: Vec<String> = (0..st2.corpus).map(|i| std::fs::read_to_string(dir2.join(format!("queue/{i:05}.json"))).unwrap_or_default()).collect();
+    let a: Vec<String> = (st.initial_corpus..st.corpus).map(|i| std::fs::read_to_string(dir.join(format!("queue/11-{i:05}.json"))).unwrap_or_default()).collect();
+    let b: Vec<String> = (st2.initial_corpus..st2.corpus).map(|i| std::fs::read_to_string(dir2.join(format!("queue/11-{i:05}.json"))).unwrap_or_default()).collect();
     assert_eq!(a, b, "the same seed must grow the same corpus");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -45,6 +45,13 @@ impl BackendStats {
 
 pub type Observers = tuple_list_type!(OutcomesObserver);
 
+thread_local! {
+    /// The backend and case running now, for the panic hook: a backend that aborts the
+    /// process (a panic that cannot unwind, e.g. inside a C library binding) still leaves
+    /// the case that did it behind (see `fuzz::install_panic_hook`).
+    pub(crate) static CURRENT: std::cell::RefCell<Option<(String, Case)>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Runs each case on every backend, in order.
 pub struct BackendsExecutor {
     backends: Vec<Box<dyn Backend>>,
@@ -73,8 +80,10 @@ impl BackendsExecutor {
     pub fn run_all(&mut self, case: &Case) -> Vec<(String, Outcome)> {
         let mut out = Vec::with_capacity(self.backends.len());
         for (b, st) in self.backends.iter_mut().zip(self.stats.iter_mut()) {
+            CURRENT.with(|c| *c.borrow_mut() = Some((b.name().to_string(), case.clone())));
             let t = Instant::now();
             let o = b.run(case);
+            CURRENT.with(|c| *c.borrow_mut() = None);
             st.busy += t.elapsed();
             st.execs += 1;
             match o.end {

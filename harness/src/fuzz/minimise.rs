@@ -2,6 +2,8 @@
 //! default system registers and VMM choices, simpler values) while the same divergence
 //! signature persists, so that a find is a reproducer a kernel developer can read.
 
+use std::time::{Duration, Instant};
+
 use guest_payloads::encode::Disassembler;
 use trapdiff_arch::case::{Limits, SysRegs, Vmm};
 use trapdiff_arch::{Case, El, Outcome};
@@ -94,13 +96,15 @@ fn candidates(c: &Case) -> Vec<Case> {
 }
 
 /// Shrink `case` while [`signature::find`] of its outcomes keeps `sig`; at most `budget`
-/// executions. `run` executes a case on the backends the divergence was seen on.
-pub fn minimise(case: &Case, sig: &str, outcomes: Vec<(String, Outcome)>, budget: u64, run: &mut dyn FnMut(&Case) -> Vec<(String, Outcome)>) -> Minimised {
+/// executions and about `max_time`. `run` executes a case on the backends the divergence
+/// was seen on.
+pub fn minimise(case: &Case, sig: &str, outcomes: Vec<(String, Outcome)>, budget: u64, max_time: Duration, run: &mut dyn FnMut(&Case) -> Vec<(String, Outcome)>) -> Minimised {
+    let started = Instant::now();
     let d = Disassembler::new().ok();
     let mut best = Minimised { case: case.clone(), outcomes, execs: 0, steps: 0 };
     'outer: while best.execs < budget {
         for mut c in candidates(&best.case) {
-            if best.execs >= budget {
+            if best.execs >= budget || started.elapsed() >= max_time {
                 break 'outer;
             }
             sync_asm(&mut c, d.as_ref());

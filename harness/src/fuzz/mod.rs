@@ -104,6 +104,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(n * mult))
 }
 
+/// Longest a minimisation may take (live backends run a case or a few per second).
+pub const MINIMISE_TIME: Duration = Duration::from_secs(120);
+
 /// What a campaign is given besides the backends.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -236,7 +239,7 @@ pub fn save_find(dir: &Path, seed: u64, backends: &[String], find: &signature::F
     let explanation = find.divergences.first().map(|d| d.explanation.clone()).unwrap_or_else(|| find.key.clone());
     let mut c = case.clone();
     c.name = format!("found/{}", find.signature);
-    c.description = format!("Found by trapdiff fuzz: {explanation}");
+    c.description = if find.kind == FindKind::BackendCrash && !case.description.is_empty() { case.description.clone() } else { format!("Found by trapdiff fuzz: {explanation}") };
     c.expect = None;
     c.provenance = Provenance {
         source: "fuzzer".into(),
@@ -313,7 +316,7 @@ pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>)
             let execs_before = *state.executions();
             let sig = p.find.signature.clone();
             let m = if p.find.kind == FindKind::Divergence {
-                minimise::minimise(&p.case, &sig, p.outcomes.clone(), cfg.minimise_budget, &mut |c| executor.run_all(c))
+                minimise::minimise(&p.case, &sig, p.outcomes.clone(), cfg.minimise_budget, MINIMISE_TIME, &mut |c| executor.run_all(c))
             } else {
                 minimise::Minimised { case: p.case.clone(), outcomes: p.outcomes.clone(), execs: 0, steps: 0 }
             };
@@ -346,15 +349,15 @@ pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>)
         // The grown corpus, as loadable case files.
         let count = state.corpus().count();
         if let Some(q) = &queue_dir {
+            // Only what the campaign added: the seeds are on disk already.
+            written = written.max(initial);
             while written < count {
                 let id = state.corpus().nth(written);
                 let case = state.corpus().cloned_input_for_id(id).map(|i| i.0);
                 if let Ok(mut c) = case {
+                    c.provenance = Provenance { source: "fuzzer".into(), detail: format!("queue entry {written} of seed {}, grown from the case {}", cfg.seed, c.name), commit: None };
                     c.name = format!("fuzz/queue/{}/{written:05}", cfg.seed);
-                    if c.provenance.source.is_empty() || written >= initial {
-                        c.provenance = Provenance { source: "fuzzer".into(), detail: format!("queue entry {written} of seed {}", cfg.seed), commit: None };
-                    }
-                    let p = q.join(format!("{written:05}.json"));
+                    let p = q.join(format!("{}-{written:05}.json", cfg.seed));
                     std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap_or_default() + "\n").map_err(io(&p))?;
                 }
                 written += 1;
@@ -416,11 +419,37 @@ pub fn load_seeds(paths: &[PathBuf]) -> Vec<Case> {
     seeds
 }
 
+/// Set by the supervisor in the client processes it starts.
+const CLIENT_ENV: &str = "TRAPDIFF_FUZZ_CLIENT";
+/// Where a client leaves the case a backend panicked on (read by the supervisor when the
+/// panic could not unwind and the client died).
+const LAST_PANIC: &str = "last-panic.json";
+
+/// Record the backend and case running when any panic happens, in `out/last-panic.json`,
+/// then run the previous hook. A panic that unwinds is caught by the backend and becomes a
+/// crash find in process; one that aborts (Rust panics inside C bindings cannot unwind)
+/// kills the client, and the supervisor saves the case from this file.
+pub fn install_panic_hook(out: &Path) {
+    let path = out.join(LAST_PANIC);
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let current = executor::CURRENT.with(|c| c.try_borrow().ok().and_then(|c| c.clone()));
+        if let Some((backend, case)) = current {
+            let v = serde_json::json!({"backend": backend, "message": info.to_string(), "case": case});
+            let _ = std::fs::write(&path, v.to_string());
+        }
+        prev(info);
+    }));
+}
+
 /// `trapdiff fuzz`.
 pub fn main(a: FuzzArgs) -> ExitCode {
     let seed = a.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     if a.cores > 1 {
         return clients(&a, seed);
+    }
+    if std::env::var_os(CLIENT_ENV).is_none() {
+        return supervise(&a, seed);
     }
     let seeds = load_seeds(&a.paths);
     let backends = match make_backends(&a) {
@@ -430,15 +459,12 @@ pub fn main(a: FuzzArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = Config {
-        seed,
-        time: a.time,
-        iters: a.iters,
-        out: Some(a.out.clone()),
-        found: Some(a.found.clone().unwrap_or_else(|| paths::root().join("corpus").join("found"))),
-        minimise_budget: a.minimise_budget,
-        progress: true,
-    };
+    if let Err(e) = std::fs::create_dir_all(&a.out) {
+        eprintln!("error: cannot create {}: {e}", a.out.display());
+        return ExitCode::from(2);
+    }
+    install_panic_hook(&a.out);
+    let cfg = Config { seed, time: a.time, iters: a.iters, out: Some(a.out.clone()), found: Some(found_dir(&a)), minimise_budget: a.minimise_budget, progress: true };
     eprintln!("trapdiff fuzz: seed {seed}, {} seed cases, backends {}, for {:?}", seeds.len(), a.backends.join(","), a.time);
     match campaign(&cfg, backends, seeds) {
         Ok(st) => {
@@ -459,39 +485,104 @@ pub fn main(a: FuzzArgs) -> ExitCode {
     }
 }
 
-/// `--cores N`: N independent clients (this binary again, `--cores 1`), each with its own
-/// seed (`seed + i`), backend instances and `--out` subdirectory; finds go to the shared
-/// found directory (deduplicated by signature through the file name).
-fn clients(a: &FuzzArgs, seed: u64) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: cannot find this executable to start clients: {e}");
-            return ExitCode::from(2);
+fn found_dir(a: &FuzzArgs) -> PathBuf {
+    a.found.clone().unwrap_or_else(|| paths::root().join("corpus").join("found"))
+}
+
+/// The command line of a client running `a` with this seed, time and output directory.
+fn client_command(a: &FuzzArgs, seed: u64, time: Duration, out: &Path) -> Result<std::process::Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable to start a fuzzing client: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("fuzz").arg("--cores").arg("1").arg("--seed").arg(seed.to_string());
+    cmd.arg("--time").arg(format!("{}s", time.as_secs_f64()));
+    if let Some(n) = a.iters {
+        cmd.arg("--iters").arg(n.to_string());
+    }
+    cmd.arg("--backends").arg(a.backends.join(",")).arg("--policy").arg(&a.policy);
+    if let Some(k) = &a.kernel {
+        cmd.arg("--kernel").arg(k);
+    }
+    if a.native {
+        cmd.arg("--native");
+    }
+    cmd.arg("--out").arg(out).arg("--found").arg(found_dir(a));
+    cmd.arg("--minimise-budget").arg(a.minimise_budget.to_string());
+    cmd.args(&a.paths);
+    Ok(cmd)
+}
+
+/// Save the case a client aborted on (from its `last-panic.json`) as a crash find.
+fn save_abort(a: &FuzzArgs, seed: u64, out: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(out.join(LAST_PANIC)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let backend = v["backend"].as_str().unwrap_or("unknown").to_string();
+    let message = v["message"].as_str().unwrap_or("").to_string();
+    let case: Case = serde_json::from_value(v["case"].clone()).ok()?;
+    // The panic location and text, without numbers (values differ from case to case).
+    let first = message.lines().take(2).collect::<Vec<_>>().join(" ");
+    let key = format!("abort:{backend}:{}", first.chars().filter(|c| !c.is_ascii_digit()).collect::<String>());
+    let find = signature::Find { kind: FindKind::BackendCrash, signature: format!("crash-{backend}-{:016x}", input::fnv1a(key.as_bytes())), key, divergences: Vec::new() };
+    let outcome = Outcome { end: trapdiff_arch::outcome::End::BackendError { message: format!("{backend} aborted the fuzzing client: {first}") }, ..Outcome::default() };
+    let _ = std::fs::remove_file(out.join(LAST_PANIC));
+    let mut case = case;
+    case.description = format!("{backend} aborted on this case: {first}");
+    save_find(&found_dir(a), seed, &a.backends, &find, &case, &[(backend, outcome)]).ok().map(|(p, _)| p)
+}
+
+/// Run the campaign in a client process and start it again (with the next seed) whenever a
+/// backend aborts it, as LibAFL's restarting event manager does, until the time is up.
+fn supervise(a: &FuzzArgs, seed: u64) -> ExitCode {
+    let started = Instant::now();
+    let mut seed = seed;
+    let mut restarts = 0u32;
+    loop {
+        let left = a.time.saturating_sub(started.elapsed());
+        if restarts > 0 && left < Duration::from_secs(1) {
+            return ExitCode::SUCCESS;
         }
-    };
+        let mut cmd = match client_command(a, seed, left, &a.out) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        cmd.env(CLIENT_ENV, "1");
+        let status = match cmd.status() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot start the fuzzing client: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match status.code() {
+            Some(c @ 0..=2) => return ExitCode::from(c as u8),
+            _ => {
+                restarts += 1;
+                let saved = save_abort(a, seed, &a.out);
+                let _ = std::fs::rename(a.out.join("stats.json"), a.out.join(format!("stats-{seed}.json")));
+                eprintln!(
+                    "\ntrapdiff fuzz: the client died ({status}){}; restarting with seed {}",
+                    saved.map(|p| format!(", case saved as {}", p.display())).unwrap_or_default(),
+                    seed + 1
+                );
+                if restarts > 1000 {
+                    eprintln!("error: the client keeps dying; giving up");
+                    return ExitCode::from(2);
+                }
+                seed += 1;
+            }
+        }
+    }
+}
+
+/// `--cores N`: N independent supervised clients, each with its own seed (`seed + i *
+/// 1000`), backend instances and `--out` subdirectory; finds go to the shared found
+/// directory (deduplicated by signature through the file name).
+fn clients(a: &FuzzArgs, seed: u64) -> ExitCode {
     let mut children = Vec::new();
     for i in 0..a.cores {
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.arg("fuzz").arg("--cores").arg("1").arg("--seed").arg((seed + i as u64).to_string());
-        cmd.arg("--time").arg(format!("{}s", a.time.as_secs_f64()));
-        if let Some(n) = a.iters {
-            cmd.arg("--iters").arg(n.to_string());
-        }
-        cmd.arg("--backends").arg(a.backends.join(",")).arg("--policy").arg(&a.policy);
-        if let Some(k) = &a.kernel {
-            cmd.arg("--kernel").arg(k);
-        }
-        if a.native {
-            cmd.arg("--native");
-        }
-        cmd.arg("--out").arg(a.out.join(format!("client-{i}")));
-        if let Some(f) = &a.found {
-            cmd.arg("--found").arg(f);
-        }
-        cmd.arg("--minimise-budget").arg(a.minimise_budget.to_string());
-        cmd.args(&a.paths);
-        match cmd.spawn() {
+        match client_command(a, seed + 1000 * i as u64, a.time, &a.out.join(format!("client-{i}"))).and_then(|mut c| c.spawn().map_err(|e| e.to_string())) {
             Ok(c) => children.push(c),
             Err(e) => eprintln!("error: cannot start fuzzing client {i}: {e}"),
         }

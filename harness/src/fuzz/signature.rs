@@ -61,15 +61,17 @@ pub fn end_class(e: &End) -> String {
     }
 }
 
-/// The features of one backend's outcome the novelty feedback counts: each event class, each
-/// pair of consecutive classes, the end, and the whole sequence.
+/// The features of one backend's outcome the novelty feedback counts, like edges in a
+/// coverage map: each event class, each pair of consecutive classes, the end, and the last
+/// event with the end. (Whole sequences would make nearly every case new and drown the
+/// corpus.)
 pub fn features(backend: &str, o: &Outcome) -> Vec<String> {
     let classes: Vec<String> = o.events.iter().map(event_class).collect();
     let end = end_class(&o.end);
     let mut f: Vec<String> = classes.iter().map(|c| format!("{backend}|{c}")).collect();
     f.extend(classes.windows(2).map(|w| format!("{backend}|{}>{}", w[0], w[1])));
     f.push(format!("{backend}|end:{end}"));
-    f.push(format!("{backend}|seq:{}>{end}", classes.join(">")));
+    f.push(format!("{backend}|{}>end:{end}", classes.last().map(String::as_str).unwrap_or("none")));
     f
 }
 
