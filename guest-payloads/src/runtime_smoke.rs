@@ -150,7 +150,9 @@ fn run_on_stub(case: &Case, timeout: Duration) -> Option<Result<Outcome, String>
                 break;
             }
             text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if text.lines().any(|l| l.starts_with("X ")) || text.contains("\nP ") && text.ends_with('\n') || text.starts_with("P ") && text.ends_with('\n') {
+            // Stop at the first complete "P" (page dump) or "X" (stub error) line.
+            let complete = text.ends_with('\n');
+            if complete && text.lines().any(|l| l.starts_with("X ") || l.starts_with("P ")) {
                 break;
             }
         }
