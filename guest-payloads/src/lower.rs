@@ -8,7 +8,9 @@
 //!   DAIF (AArch32: A, I, F) masked. A64 cases run at EL1t or EL0t, so the case's `sp` is
 //!   SP_EL0 and SP_EL1 belongs to the runtime. AArch32 EL1 cases run in **SYS** mode (not SVC:
 //!   SYS has no SPSR and shares r13/r14 with USR, so no exception clobbers a case register),
-//!   EL0 cases in USR mode.
+//!   EL0 cases in USR mode. A case that leaves its mode (AArch32 CPS/MSR to another mode, A64
+//!   `msr spsel, #1`) makes its next exception look like the runtime's own: it ends as a
+//!   backend error.
 //! - **Registers** not named in `case.regs` start at zero. V/Q/D registers: the parameter
 //!   block's and report's V area is 32 x 16 bytes; A64 V<n> is at 16n (D<n> is its low half);
 //!   AArch32 D<n> is at 8n (so Q<n> is at 16n). AArch32 `q` values are applied before `d` values.

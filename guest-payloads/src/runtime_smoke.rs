@@ -395,3 +395,23 @@ fn suite_runs_on_the_stub() {
     let bad: Vec<_> = lines.iter().filter(|l| l.contains("BACKEND-ERROR")).collect();
     assert!(bad.is_empty(), "{} cases failed in the runtime or its report: {bad:#?}", bad.len());
 }
+
+#[test]
+fn a32_data_abort_records_lpae_dfsr_and_dfar_then_ends() {
+    let mut c = case(
+        "a32",
+        "el1",
+        r#", "regs": { "r1": "0x60000008" }, "observe": { "regs": ["r1", "r2"] }"#,
+        &[(0xe591_0000, "ldr r0, [r1]"), (0xe3a0_2005, "mov r2, #5")],
+    );
+    c.state.on_exception = trapdiff_arch::case::ExceptionAction::End;
+    let Some(out) = run(&c) else { return };
+    assert_eq!(out.end, End::EndOnException, "{out:#?}");
+    // LPAE-format DFSR (bit 9): translation fault, level 3 (STATUS 0b000111).
+    assert_eq!(
+        out.events,
+        vec![Event::Exception { vector: Vector::DataAbort, from_el0: false, syndrome: (1 << 9) | 0b00_0111, far: Some(0x6000_0008), pc: 0x4000_0000 }]
+    );
+    assert_eq!(reg(&out, "r1"), 0x6000_0008);
+    assert_eq!(reg(&out, "r2"), 0, "the case ended at the abort");
+}
