@@ -271,13 +271,16 @@ fn decode_inner(case: &Case, job: &Job, report: &Report, events: &mut Vec<Event>
         return Err(format!("the runtime stored to DONE but the backend ended the job with {:?}", report.end));
     }
 
-    let mut state = FinalState::default();
-    if runtime_reported {
-        let page = page()?;
-        state.regs = observed_regs(case, &page);
-        if case.observe.fp {
-            state.fp = Some(page.fp(isa));
-        }
+    // A final state exists only when the runtime's epilogue ran (DONE): after a timeout, an
+    // exit limit, a KVM_RUN error or a VMM stop the guest was cut off mid-case, so neither its
+    // registers nor its memory are a result (the model oracle reports none either).
+    if !runtime_reported {
+        return Ok((end, None));
+    }
+    let page = page()?;
+    let mut state = FinalState { regs: observed_regs(case, &page), ..FinalState::default() };
+    if case.observe.fp {
+        state.fp = Some(page.fp(isa));
     }
     state.memory = memory(case, job, report)?;
     Ok((end, Some(state)))
@@ -486,7 +489,7 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_keep_events_and_memory_but_report_no_registers() {
+    fn cut_off_cases_keep_their_events_but_have_no_final_state() {
         let case = testcase::a64(testcase::EL1);
         let job = lower(&case, 2).unwrap();
         let mut page = PageBuilder::new();
@@ -494,9 +497,9 @@ mod tests {
         let out = decode(&case, &job, &report(&job, page.done(0), vec![event(r)], ReportEnd::Timeout));
         assert_eq!(out.end, End::Timeout);
         assert_eq!(out.events.len(), 1);
-        let st = out.state.unwrap();
-        assert!(st.regs.is_empty() && st.fp.is_none());
-        assert_eq!(st.memory.len(), 5);
+        assert!(out.state.is_none());
+        let out = decode(&case, &job, &report(&job, vec![], vec![], ReportEnd::RunError { errno: 38 }));
+        assert_eq!((out.end, out.state), (End::RunError { errno: 38 }, None));
         // A timeout with no events needs no report page at all.
         let out = decode(&case, &job, &report(&job, vec![], vec![], ReportEnd::Timeout));
         assert_eq!(out.end, End::Timeout);

@@ -38,9 +38,10 @@
 //!   instruction: A64 +4 (SVC: at the instruction after it, where ELR already points); A32 +4;
 //!   T32 +2 or +4 from the first halfword; a T32 prefetch abort +2; IRQ/FIQ/SError resume
 //!   where they interrupted. `pc` is the faulting instruction's address (for SVC, the SVC).
-//! - **Final state.** Registers and FP state are reported by the runtime's epilogue, at the
-//!   end marker or at the exception that ended the case. Memory digests and windows come from
-//!   the backend whenever it returns them.
+//! - **Final state.** Only when the runtime's epilogue ran (`End::Done`, `ExceptionLimit`,
+//!   `EndOnException`): the observed registers and FP state at the end marker or at the
+//!   exception that ended the case, and every region's digest and windows. A case cut off by a
+//!   timeout, an exit limit, a KVM_RUN error or a VMM stop has no final state.
 
 use std::fmt;
 
