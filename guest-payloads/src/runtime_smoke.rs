@@ -415,3 +415,22 @@ fn a32_data_abort_records_lpae_dfsr_and_dfar_then_ends() {
     assert_eq!(reg(&out, "r1"), 0x6000_0008);
     assert_eq!(reg(&out, "r2"), 0, "the case ended at the abort");
 }
+
+#[test]
+fn runtime_works_with_the_mmu_and_caches_off() {
+    for (isa, insns) in [
+        ("a64", vec![(0xb940_0020u32, "ldr w0, [x1]"), (0xd400_0021, "svc #1"), (0xd280_00a2, "mov x2, #5")]),
+        ("a32", vec![(0xe591_0000, "ldr r0, [r1]"), (0xef00_0001, "svc #1"), (0xe3a0_2005, "mov r2, #5")]),
+    ] {
+        let (r1, r2) = if isa == "a64" { ("x1", "x2") } else { ("r1", "r2") };
+        let extra = format!(
+            r#", "regs": {{ "{r1}": "0x58000000" }}, "sysregs": {{ "mmu": false, "caches": false }},
+               "observe": {{ "regs": ["{r2}"], "fp": true }}"#
+        );
+        let c = case(isa, "el1", &extra, &insns);
+        let Some(out) = run(&c) else { return };
+        assert_eq!(out.end, End::Done, "{isa}: {out:#?}");
+        assert_eq!(out.events.len(), 2, "{isa}: {out:#?}");
+        assert_eq!(reg(&out, r2), 5, "{isa}");
+    }
+}
