@@ -38,6 +38,10 @@
 //!   instruction: A64 +4 (SVC: at the instruction after it, where ELR already points); A32 +4;
 //!   T32 +2 or +4 from the first halfword; a T32 prefetch abort +2; IRQ/FIQ/SError resume
 //!   where they interrupted. `pc` is the faulting instruction's address (for SVC, the SVC).
+//! - **Exit limit.** `limits.max_exits` counts VMM exits for case regions (MMIO and NISV
+//!   exits); the runtime's stores to the harness page never count. The case ends with
+//!   `End::ExitLimit` when exit number `max_exits + 1` would happen; that exit is not in the
+//!   event stream (the model oracle's rule).
 //! - **Final state.** Only when the runtime's epilogue ran (`End::Done`, `ExceptionLimit`,
 //!   `EndOnException`): the observed registers and FP state at the end marker or at the
 //!   exception that ended the case, and every region's digest and windows. A case cut off by a
