@@ -22,6 +22,13 @@ fn main() {
     let a32_room = abi::RUNTIME_BASE + abi::RUNTIME_SIZE - abi::RUNTIME_A32_BASE;
     assemble("aarch64-linux-gnu-", &dir.join("a64.S"), &out, "runtime-a64", abi::RUNTIME_BASE, a64_room);
     assemble("arm-none-eabi-", &dir.join("a32.S"), &out, "runtime-a32", abi::RUNTIME_A32_BASE, a32_room);
+    let syms = format!(
+        "/// Text symbols of the A64 runtime (address, name), by address.\npub const A64_SYMBOLS: &[(u64, &str)] = &{:?};\n\
+         /// Text symbols of the A32 runtime (address, name), by address.\npub const A32_SYMBOLS: &[(u64, &str)] = &{:?};\n",
+        symbols("aarch64-linux-gnu-", &out.join("runtime-a64.elf")),
+        symbols("arm-none-eabi-", &out.join("runtime-a32.elf")),
+    );
+    fs::write(out.join("runtime_symbols.rs"), syms).expect("write runtime_symbols.rs into OUT_DIR");
     // The EL2 stub of the runtime's QEMU smoke test (src/runtime_smoke.rs), in RAM above
     // the DTB QEMU places at the bottom of RAM.
     println!("cargo:rerun-if-changed=runtime/smoke-el2.S");
@@ -52,6 +59,26 @@ fn assemble(prefix: &str, src: &Path, out: &Path, name: &str, base: u64, room: u
     run(&format!("{prefix}objcopy"), &["-O", "binary", "-j", ".text", &s(&elf), &s(&bin)]);
     let len = fs::metadata(&bin).expect("objcopy wrote the binary").len();
     assert!(len > 0 && len <= room, "{name} is {len:#x} bytes; it must fit in {room:#x} bytes at {base:#x}");
+}
+
+/// The code labels of a linked runtime, from `nm` (mapping symbols like `$x` left out), so a
+/// runtime fault's pc can be named.
+fn symbols(prefix: &str, elf: &Path) -> Vec<(u64, String)> {
+    let tool = format!("{prefix}nm");
+    let out = match Command::new(&tool).arg("-n").arg(elf).output() {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => panic!("`{tool} -n {}` failed ({})", elf.display(), o.status),
+        Err(e) => panic!("cannot run `{tool}` ({e}); run `bash ci/setup.sh packages`"),
+    };
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, kind, name) = (f.next()?, f.next()?, f.next()?);
+            let text = kind.eq_ignore_ascii_case("t") && !name.starts_with('$');
+            text.then(|| Some((u64::from_str_radix(addr, 16).ok()?, name.to_string()))).flatten()
+        })
+        .collect()
 }
 
 /// `.equ` lines for every ABI constant the assembly uses.

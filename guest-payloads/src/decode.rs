@@ -247,8 +247,13 @@ fn decode_inner(case: &Case, job: &Job, report: &Report, events: &mut Vec<Event>
                 abi::DONE_RUNTIME_FAULT => {
                     let what = match runtime_fault {
                         Some(r) => format!(
-                            "vector {:#x}, syndrome {:#x}, far {:#x}, pc {:#x}, spsr {:#x}",
-                            r.vector, r.syndrome, r.far, r.pc, r.spsr
+                            "vector {:#x}, syndrome {:#x}, far {:#x}, pc {:#x} ({}), spsr {:#x}",
+                            r.vector,
+                            r.syndrome,
+                            r.far,
+                            r.pc,
+                            crate::runtime::symbolize(r.pc).unwrap_or_else(|| "outside the runtime".into()),
+                            r.spsr
                         ),
                         None => "the unused AArch32 vector".into(),
                     };

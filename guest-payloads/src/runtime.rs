@@ -14,6 +14,22 @@ pub const A32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/runtime-a32.bin
 /// branch (Arm ARM D1.10.2).
 pub const A64_VECTORS_OFFSET: u64 = 0x800;
 
+include!(concat!(env!("OUT_DIR"), "/runtime_symbols.rs"));
+
+/// Name an address inside either runtime as `label+offset` (for runtime-fault messages).
+pub fn symbolize(addr: u64) -> Option<String> {
+    let (syms, base, len) = if addr >= abi::RUNTIME_A32_BASE {
+        (A32_SYMBOLS, abi::RUNTIME_A32_BASE, A32.len() as u64)
+    } else {
+        (A64_SYMBOLS, abi::RUNTIME_BASE, A64.len() as u64)
+    };
+    if addr < base || addr >= base + len {
+        return None;
+    }
+    let (at, name) = syms.iter().rev().find(|(a, _)| *a <= addr)?;
+    Some(if addr == *at { (*name).to_string() } else { format!("{name}+{:#x}", addr - at) })
+}
+
 /// Entry point of the runtime for a case in AArch32 (`true`) or AArch64 (`false`).
 pub fn entry(aarch32: bool) -> u64 {
     if aarch32 { abi::RUNTIME_A32_BASE } else { abi::RUNTIME_BASE }
@@ -55,6 +71,16 @@ mod tests {
             let i = i.iter().next().unwrap();
             assert_eq!((i.mnemonic(), i.op_str()), (Some("sub"), Some("sp, sp, #0x100")), "vector {v}");
         }
+    }
+
+    #[test]
+    fn runtime_addresses_are_named() {
+        assert_eq!(symbolize(abi::RUNTIME_BASE).as_deref(), Some("_start"));
+        assert_eq!(symbolize(abi::RUNTIME_BASE + A64_VECTORS_OFFSET + 0x84).as_deref(), Some("vectors+0x84"));
+        assert_eq!(symbolize(abi::RUNTIME_A32_BASE + 4).as_deref(), Some("_start+0x4"));
+        assert!(symbolize(abi::RUNTIME_A32_BASE + 0x10).is_some());
+        assert_eq!(symbolize(abi::RUNTIME_BASE + A64.len() as u64), None);
+        assert_eq!(symbolize(0x4000_0000), None);
     }
 
     #[test]
