@@ -331,6 +331,9 @@ prologue:
     ldr     r0, [r8, #P_SCTLR]
     mcr     p15, 0, r0, c1, c0, 0           @ SCTLR
     isb
+    @ PL0 counter/timer access off (CNTKCTL resets to an UNKNOWN value, and KVM gives 0).
+    mov     r0, #0
+    mcr     p15, 0, r0, c14, c1, 0          @ CNTKCTL
 
     @ FP/SIMD on while the runtime loads D0-D31 and FPSCR.
     mov32   r0, CPACR_FP_ON

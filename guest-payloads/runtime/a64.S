@@ -271,6 +271,9 @@ prologue:
     ldr     x0, [x19, #P_SCTLR]
     msr     sctlr_el1, x0
     isb
+    // EL0 counter/timer access off (CNTKCTL_EL1 resets to an UNKNOWN value, and KVM gives 0):
+    // the same for every job on every backend.
+    msr     cntkctl_el1, xzr
 
     // FP/SIMD on while the runtime loads the initial V registers and FPCR.
     mov     x0, #CPACR_FPEN_ON

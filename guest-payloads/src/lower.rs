@@ -22,6 +22,8 @@
 //!   CP15BEN (so CP15 barrier operations work, as after a KVM vCPU reset). Everything else is
 //!   0: no SA/SA0 stack-alignment checks, no WXN, EL0 WFI/WFE trap (nTWI/nTWE = 0), little
 //!   endian, AArch32 TE = 0 (exceptions taken in A32), V = 0 (vectors at VBAR).
+//! - **CNTKCTL** is set to 0 by the runtime: EL0 counter and timer accesses trap to EL1 (as
+//!   after a KVM vCPU reset; architecturally its reset value is UNKNOWN).
 //! - **Stage 1** ([`crate::stage1`]): identity map of every region (4 KiB pages at level 3),
 //!   MAIR = `S1Attr::runtime_mair()`, AttrIndx = `S1Attr::index()`, Inner Shareable, AF set.
 //!   Default per region (see `case::Region::s1`): Normal-WB for `ram`/`ro_ram`, Device-nGnRnE

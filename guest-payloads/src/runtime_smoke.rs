@@ -434,3 +434,13 @@ fn runtime_works_with_the_mmu_and_caches_off() {
         assert_eq!(reg(&out, r2), 5, "{isa}");
     }
 }
+
+#[test]
+fn el0_counter_access_traps_to_the_runtime() {
+    let c = case("a64", "el0", r#", "observe": { "regs": ["x2"] }"#, &[(0xd53b_e040, "mrs x0, cntvct_el0"), (0xd280_00a2, "mov x2, #5")]);
+    let Some(out) = run(&c) else { return };
+    assert_eq!(out.end, End::Done, "{out:#?}");
+    assert_eq!(out.events.len(), 1, "{out:#?}");
+    assert_eq!(ec(&out.events[0]), Ec::SYS64.0, "CNTKCTL_EL1.EL0VCTEN = 0: MRS CNTVCT_EL0 traps");
+    assert_eq!(reg(&out, "x2"), 5);
+}
