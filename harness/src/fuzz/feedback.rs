@@ -88,12 +88,27 @@ pub struct DivergenceObjective {
     pub pending: Vec<PendingFind>,
     /// Every objective hit, duplicates included.
     pub hits: u64,
+    /// Seeds that diverge or crash a backend already.
+    pub seed_finds: u64,
 }
 
 impl DivergenceObjective {
     pub fn new() -> DivergenceObjective {
-        DivergenceObjective { name: Cow::Borrowed("divergence"), handle: outcomes_handle(), seen: BTreeSet::new(), pending: Vec::new(), hits: 0 }
+        DivergenceObjective { name: Cow::Borrowed("divergence"), handle: outcomes_handle(), seen: BTreeSet::new(), pending: Vec::new(), hits: 0, seed_finds: 0 }
     }
+    /// Note what a seed shows: its divergence is the suite's own (`trapdiff run` reports
+    /// it), so it only joins the signatures already seen. True if the seed diverges.
+    pub fn observe_seed(&mut self, outcomes: &[(String, Outcome)]) -> bool {
+        match signature::find(outcomes) {
+            Some(f) => {
+                self.seen.insert(f.signature);
+                self.seed_finds += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Judge a set of outcomes; true for a new find (queued in `pending`).
     pub fn observe(&mut self, case: &Case, outcomes: &[(String, Outcome)]) -> bool {
         let Some(find) = signature::find(outcomes) else { return false };

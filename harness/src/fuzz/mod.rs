@@ -23,8 +23,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libafl::corpus::{Corpus, InMemoryCorpus, Testcase};
-use libafl::events::SimpleEventManager;
-use libafl::fuzzer::{Fuzzer, HasFeedback, HasObjective, HasScheduler, StdFuzzer};
+use libafl::events::{ProgressReporter, SimpleEventManager};
+use libafl::fuzzer::{Evaluator, Fuzzer, HasFeedback, HasObjective, HasScheduler, NopInputFilter, StdFuzzer};
+use libafl::inputs::BytesInputConverter;
 use libafl::schedulers::Scheduler;
 use libafl::monitors::NopMonitor;
 use libafl::mutators::HavocScheduledMutator;
@@ -32,7 +33,7 @@ use libafl::schedulers::QueueScheduler;
 use libafl::stages::StdMutationalStage;
 use libafl::state::{HasCorpus, HasExecutions, HasSolutions, StdState};
 use libafl_bolts::rands::StdRand;
-use libafl_bolts::tuples::tuple_list;
+use libafl_bolts::tuples::{tuple_list, tuple_list_type};
 use serde::Serialize;
 use trapdiff_arch::case::Provenance;
 use trapdiff_arch::{Case, Outcome};
@@ -153,6 +154,8 @@ pub struct Stats {
     pub corpus: usize,
     pub features: usize,
     pub objective_hits: u64,
+    /// Seeds that already diverge (their signatures are not finds).
+    pub seed_divergences: u64,
     pub finds: Vec<FindReport>,
 }
 
@@ -163,7 +166,7 @@ pub struct BackendStatsReport {
     pub execs_per_second: f64,
 }
 
-fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, initial: usize, corpus: usize, features: usize, hits: u64, finds: &[FindReport]) -> Stats {
+fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, initial: usize, corpus: usize, features: usize, (hits, seed_divergences): (u64, u64), finds: &[FindReport]) -> Stats {
     let el = started.elapsed().as_secs_f64();
     Stats {
         seed,
@@ -175,6 +178,7 @@ fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, init
         corpus,
         features,
         objective_hits: hits,
+        seed_divergences,
         finds: finds.to_vec(),
     }
 }
@@ -271,39 +275,69 @@ pub fn save_find(dir: &Path, seed: u64, backends: &[String], find: &signature::F
 /// Run a campaign over `backends` from `seeds`. The library entry point: `main` builds the
 /// backends from names, tests hand in their own.
 pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>) -> Result<Stats, FuzzError> {
-    if seeds.is_empty() {
+    let mut mgr = SimpleEventManager::new(NopMonitor::new());
+    campaign_with(cfg, backends, seeds, &mut mgr, None)
+}
+
+/// The fuzzer every campaign runs.
+pub type FuzzerT = StdFuzzer<QueueScheduler, NoveltyFeedback, BytesInputConverter, NopInputFilter, DivergenceObjective>;
+/// Its one stage: mutate a scheduled case a few times and run each mutant.
+pub type Stages<EM> = tuple_list_type!(StdMutationalStage<BackendsExecutor, EM, CaseInput, CaseInput, HavocScheduledMutator<mutators::AllMutators>, FuzzState, FuzzerT>);
+
+/// [`campaign`] with any LibAFL event manager (the Launcher's LLMP clients pass theirs, and
+/// the state they restart with).
+pub fn campaign_with<EM>(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>, mgr: &mut EM, restored: Option<FuzzState>) -> Result<Stats, FuzzError>
+where
+    FuzzerT: Fuzzer<BackendsExecutor, EM, CaseInput, FuzzState, Stages<EM>> + Evaluator<BackendsExecutor, EM, CaseInput, FuzzState>,
+    EM: ProgressReporter<FuzzState>,
+{
+    if seeds.is_empty() && restored.is_none() {
         return Err(FuzzError::NoSeeds);
     }
     let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
     let mut executor = BackendsExecutor::new(backends);
     let names = executor.names();
     let mut feedback = NoveltyFeedback::new();
     let mut objective = DivergenceObjective::new();
-    let mut state: FuzzState = StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<CaseInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?;
-    let mut fuzzer = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
-    let mut mgr = SimpleEventManager::new(NopMonitor::new());
+    let fresh = restored.is_none();
+    let mut state: FuzzState = match restored {
+        Some(s) => s,
+        None => StdState::new(StdRand::with_seed(cfg.seed), InMemoryCorpus::<CaseInput>::new(), InMemoryCorpus::new(), &mut feedback, &mut objective)?,
+    };
+    let mut fuzzer: FuzzerT = StdFuzzer::new(QueueScheduler::new(), feedback, objective);
     // A few stacked mutations per input (2^2 at most), few iterations per scheduled input:
     // live backends run a case or two per second, so the deadline is checked often.
     let mutator = HavocScheduledMutator::with_max_stack_pow(mutators::all_mutators(), 2);
     let iterations = NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN);
-    let mut stages = tuple_list!(StdMutationalStage::with_max_iterations(mutator, iterations));
+    let mut stages: Stages<EM> = tuple_list!(StdMutationalStage::with_max_iterations(mutator, iterations));
 
     // Every seed joins the corpus, divergent or not (LibAFL's `add_input` would file a
     // divergent seed under solutions only, and the suite's known divergences are good
-    // starting points); its outcomes seed the novelty and objective feedbacks.
-    for case in seeds {
+    // starting points); its outcomes seed the novelty feedback, and its divergence, if any,
+    // counts as known (it is the suite's, reported by `trapdiff run`, not a find).
+    let n = seeds.len();
+    let mut last_tick = Instant::now();
+    for (k, case) in seeds.into_iter().enumerate().filter(|_| fresh) {
         let outcomes = executor.run_all(&case);
         *state.executions_mut() += 1;
         fuzzer.feedback_mut().observe(&outcomes);
-        fuzzer.objective_mut().observe(&case, &outcomes);
+        fuzzer.objective_mut().observe_seed(&outcomes);
         let id = state.corpus_mut().add(Testcase::from(CaseInput(case)))?;
         HasScheduler::<CaseInput, FuzzState>::scheduler_mut(&mut fuzzer).on_add(&mut state, id)?;
+        if cfg.progress && last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
+            last_tick = Instant::now();
+            let line = format!("[{:.0}s] seeding {}/{n}", started.elapsed().as_secs_f64(), k + 1);
+            if tty {
+                eprint!("\r\x1b[K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
     }
     let initial = state.corpus().count();
     let mut finds: Vec<FindReport> = Vec::new();
     let mut written = 0usize;
-    let mut last_tick = Instant::now();
-    let tty = std::io::stderr().is_terminal();
     let queue_dir = cfg.out.as_ref().map(|o| o.join("queue"));
     if let Some(q) = &queue_dir {
         std::fs::create_dir_all(q).map_err(io(q))?;
@@ -367,7 +401,7 @@ pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>)
         let done = started.elapsed() >= cfg.time || cfg.iters.is_some_and(|n| execs >= n);
         if done || last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
             last_tick = Instant::now();
-            let st = stats_of(cfg.seed, started, execs, &executor, initial, count, fuzzer.feedback().features(), fuzzer.objective().hits, &finds);
+            let st = stats_of(cfg.seed, started, execs, &executor, initial, count, fuzzer.feedback().features(), (fuzzer.objective().hits, fuzzer.objective().seed_finds), &finds);
             if cfg.progress {
                 if tty {
                     eprint!("\r\x1b[K{}", st.line());
@@ -388,7 +422,9 @@ pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>)
                 return Ok(st);
             }
         }
-        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, &mut mgr)?;
+        fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, mgr)?;
+        // Clients of a Launcher tell the broker how they are doing (a no-op otherwise).
+        mgr.maybe_report_progress(&mut state, Duration::from_secs(15))?;
     }
 }
 

@@ -654,11 +654,14 @@ impl<S: HasRand> Mutator<CaseInput, S> for CaseMutator {
     }
 }
 
-/// Every mutation, as the tuple LibAFL's scheduled mutators take.
-pub fn all_mutators() -> libafl_bolts::tuples::tuple_list_type!(
+/// The tuple of every mutation.
+pub type AllMutators = libafl_bolts::tuples::tuple_list_type!(
     CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator,
     CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator
-) {
+);
+
+/// Every mutation, as the tuple LibAFL's scheduled mutators take.
+pub fn all_mutators() -> AllMutators {
     use Mutation as M;
     libafl_bolts::tuples::tuple_list!(
         CaseMutator::new(M::ReplaceInsn),
