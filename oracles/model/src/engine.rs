@@ -91,17 +91,29 @@ impl Cpu {
         Ok(Cpu { uc, aarch64, mapped: Vec::new() })
     }
 
-    /// Forget the previous case's memory and map this case's regions with memory.
-    pub fn map(&mut self, regions: &[(u64, Vec<u8>)]) -> Result<(), EngineError> {
-        for (base, size) in self.mapped.drain(..) {
-            self.uc.mem_unmap(base, size).map_err(|e| err("unmap", e))?;
+    /// Give Unicorn this case's regions with memory and their initial bytes. A layout equal to
+    /// the previous case's is kept (only the bytes are rewritten and the translated code for
+    /// them dropped): remapping costs more than the rest of a small case.
+    pub fn map(&mut self, regions: &[(u64, &[u8])]) -> Result<(), EngineError> {
+        let same = self.mapped.len() == regions.len() && self.mapped.iter().zip(regions).all(|((b, s), (rb, bytes))| b == rb && *s == bytes.len() as u64);
+        if !same {
+            for (base, size) in self.mapped.drain(..) {
+                self.uc.mem_unmap(base, size).map_err(|e| err("unmap", e))?;
+            }
+            for (base, bytes) in regions {
+                self.uc.mem_map(*base, bytes.len() as u64, Prot::ALL).map_err(|e| err(&format!("map {base:#x}"), e))?;
+                self.mapped.push((*base, bytes.len() as u64));
+            }
         }
         for (base, bytes) in regions {
-            self.uc.mem_map(*base, bytes.len() as u64, Prot::ALL).map_err(|e| err(&format!("map {base:#x}"), e))?;
             self.uc.mem_write(*base, bytes).map_err(|e| err("write", e))?;
-            self.mapped.push((*base, bytes.len() as u64));
+            if same {
+                self.uc.ctl_remove_cache(*base, *base + bytes.len() as u64).map_err(|e| err("drop translations", e))?;
+            }
         }
-        self.uc.ctl_flush_tb().map_err(|e| err("flush", e))?;
+        if !same {
+            self.uc.ctl_flush_tb().map_err(|e| err("flush", e))?;
+        }
         Ok(())
     }
 
@@ -203,6 +215,39 @@ impl Cpu {
 
     pub fn log(&self) -> &Log {
         self.uc.get_data()
+    }
+
+    /// The general-purpose registers, SP and flags (A64: X0..X30, SP, NZCV; AArch32: R0..R14,
+    /// CPSR): enough to undo an instruction that transfers only general-purpose registers,
+    /// and much cheaper than a whole-CPU context.
+    pub fn save_gprs(&self, out: &mut Vec<u64>) {
+        let mut ids = self.gpr_ids();
+        let n = ids.len() as i32;
+        out.clear();
+        if let Ok(v) = self.uc.reg_read_batch(&mut ids, n) {
+            out.extend_from_slice(&v);
+        }
+    }
+    pub fn restore_gprs(&mut self, saved: &[u64]) {
+        let ids = self.gpr_ids();
+        if saved.len() == ids.len() {
+            let _ = self.uc.reg_write_batch(&ids, saved, ids.len() as i32);
+        }
+        let undo: Vec<_> = self.uc.get_data_mut().undo.drain(..).collect();
+        for (addr, old, n) in undo.into_iter().rev() {
+            let _ = self.uc.mem_write(addr, &old[..usize::from(n)]);
+        }
+    }
+    fn gpr_ids(&self) -> Vec<i32> {
+        if self.aarch64 {
+            let mut v: Vec<i32> = (0..=31).map(|n| gpr_id(true, n)).collect();
+            v.push(RegisterARM64::NZCV as i32);
+            v
+        } else {
+            let mut v: Vec<i32> = (0..=14).map(|n| gpr_id(false, n)).collect();
+            v.push(RegisterARM::CPSR as i32);
+            v
+        }
     }
 
     /// Save registers before an instruction that may fault.

@@ -80,6 +80,13 @@ pub(crate) struct Run<'a> {
     impdef_regs: Vec<(Reg, &'static str)>,
     /// Regions whose final bytes are UNKNOWN (a multi-access store aborted part-way).
     unknown_regions: HashSet<usize>,
+    /// Regions a store (or DC ZVA) wrote: the others still hold their initial bytes.
+    dirty: HashSet<usize>,
+    /// Initial bytes of each region with memory (None for mmio), for unwritten regions'
+    /// windows and digests.
+    initial: Vec<Option<Vec<u8>>>,
+    gpr_save: Vec<u64>,
+    accesses: Vec<Access>,
 }
 
 fn mask(len: u8) -> u64 {
@@ -95,8 +102,9 @@ impl<'a> Run<'a> {
         dis: &'a Disassemblers,
     ) -> Result<Run<'a>, String> {
         let isa = case.state.isa;
-        let regions: Vec<(u64, Vec<u8>)> =
-            case.memory.iter().filter(|r| r.kind.has_memory()).map(|r| (r.ipa, case.initial_bytes(r))).collect();
+        let initial: Vec<Option<Vec<u8>>> = case.memory.iter().map(|r| r.kind.has_memory().then(|| case.initial_bytes(r))).collect();
+        let regions: Vec<(u64, &[u8])> =
+            case.memory.iter().zip(&initial).filter_map(|(r, b)| b.as_ref().map(|b| (r.ipa, b.as_slice()))).collect();
         cpu.map(&regions).map_err(|e| format!("the model could not map the case's memory: {}", e.0))?;
         cpu.reset(case.sysregs.fpscr.unwrap_or(0));
         for (reg, v) in &case.regs {
@@ -135,6 +143,10 @@ impl<'a> Run<'a> {
             ro_mapped: HashSet::new(),
             impdef_regs: Vec::new(),
             unknown_regions: HashSet::new(),
+            dirty: HashSet::new(),
+            initial,
+            gpr_save: Vec::with_capacity(33),
+            accesses: Vec::with_capacity(8),
         })
     }
 
@@ -366,7 +378,7 @@ impl<'a> Run<'a> {
             Op::CmoNoAddress => Flow::At(pc + size),
             Op::SysRead { target, rt } => self.sys_read(pc, size, word, target, rt),
             Op::SysWrite { target, rt } => self.sys_write(pc, size, word, target, rt),
-            Op::Other if self.dis.has_memory_operand(self.isa, &self.insn_bytes(word, size)) == Some(true) => {
+            Op::Other if self.may_access_memory(word) && self.dis.has_memory_operand(self.isa, &self.insn_bytes(word, size)) == Some(true) => {
                 // Capstone sees a memory operand the decoders did not classify: the access
                 // goes through the rules with no valid syndrome.
                 self.memory_op(pc, size, UNCLASSIFIED)
@@ -375,28 +387,35 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Let Unicorn run an instruction the rules have nothing to say about.
+    /// Let Unicorn run an instruction the rules have nothing to say about. Nothing is saved
+    /// first: the decoders and Capstone have already routed every instruction with a memory
+    /// operand to `memory_op`, and Unicorn leaves the state untouched when it refuses one.
     fn unicorn_step(&mut self, pc: u64, size: u64, word: u32) -> Flow {
-        self.cpu.save(self.ctx);
         let r = self.cpu.step(pc, self.isa == Isa::T32);
         if !self.cpu.log().accesses.is_empty() {
-            // An access neither the decoders nor Capstone saw: still checked by the rules, with
-            // no valid syndrome.
-            self.cpu.rollback(self.ctx);
-            return self.memory_op(pc, size, UNCLASSIFIED);
+            let text = self.dis.text(self.isa, &self.insn_bytes(word, size));
+            return Flow::End(End::Skipped {
+                reason: format!("model gap: `{text}` at {pc:#x} accessed memory but neither the decoders nor Capstone classify it as an access"),
+            });
         }
         match r {
             Ok(()) => Flow::At(self.cpu.pc() & !1),
-            Err(StepError::InvalidInstruction) => {
-                self.cpu.rollback(self.ctx);
-                self.undefined(pc, size)
-            }
+            Err(StepError::InvalidInstruction) => self.undefined(pc, size),
             Err(e) => {
-                self.cpu.rollback(self.ctx);
                 let text = self.dis.text(self.isa, &self.insn_bytes(word, size));
                 Flow::End(End::Skipped { reason: format!("the model cannot execute `{text}` at {pc:#x} ({e:?} in Unicorn)") })
             }
         }
+    }
+
+    /// Encoding groups that cannot hold a memory access (A64 data processing and branches,
+    /// C4.1: op0 = 100x, 101x except System, x101) need no second opinion.
+    fn may_access_memory(&self, word: u32) -> bool {
+        if self.isa != Isa::A64 {
+            return true;
+        }
+        let op0 = (word >> 25) & 0xf;
+        op0 & 0b0101 == 0b0100 || word & 0xffc0_0000 == 0xd500_0000
     }
 
     fn insn_bytes(&self, word: u32, size: u64) -> Vec<u8> {
@@ -630,20 +649,43 @@ impl<'a> Run<'a> {
                 return f;
             }
         }
-        self.cpu.save(self.ctx);
+        // Undo information: a whole-CPU context when FP/SIMD registers may change, else only
+        // the general-purpose registers (an order of magnitude cheaper).
+        let full = m.fp.is_some() || m.class == MemClass::Unclassified;
+        if full {
+            self.cpu.save(self.ctx);
+        } else {
+            self.cpu.save_gprs(&mut self.gpr_save);
+        }
         let r = self.cpu.step(pc, self.isa == Isa::T32);
-        let mut accesses = self.cpu.log().accesses.clone();
+        let mut accesses = std::mem::take(&mut self.accesses);
+        accesses.clear();
+        accesses.extend_from_slice(&self.cpu.log().accesses);
+        let flow = self.memory_op_checked(pc, size, m, r, &mut accesses, full);
+        self.accesses = accesses;
+        flow
+    }
+
+    fn undo(&mut self, full: bool) {
+        if full {
+            self.cpu.rollback(self.ctx);
+        } else {
+            self.cpu.restore_gprs(&self.gpr_save);
+        }
+    }
+
+    fn memory_op_checked(&mut self, pc: u64, size: u64, m: MemOp, r: Result<(), StepError>, accesses: &mut Vec<Access>, full: bool) -> Flow {
         if accesses.is_empty() {
             match r {
                 Ok(()) => return Flow::At(self.cpu.pc() & !1),
                 Err(StepError::InvalidInstruction) => {
-                    self.cpu.rollback(self.ctx);
+                    self.undo(full);
                     return self.undefined(pc, size);
                 }
                 Err(e) => {
                     // Unicorn refused before touching memory (its own alignment check on an
                     // exclusive, say): the address is the base register for those forms.
-                    self.cpu.rollback(self.ctx);
+                    self.undo(full);
                     let Some(b) = m.base else {
                         return Flow::End(End::Skipped { reason: format!("the model cannot execute the access at {pc:#x} ({e:?} in Unicorn)") });
                     };
@@ -667,9 +709,14 @@ impl<'a> Run<'a> {
                 Ok(t) => {
                     combined.push(t);
                     wrote_memory |= a.write;
+                    if a.write {
+                        if let Some(i) = self.region_index(a.addr) {
+                            self.dirty.insert(i);
+                        }
+                    }
                 }
                 Err(f) => {
-                    self.cpu.rollback(self.ctx);
+                    self.undo(full);
                     if wrote_memory {
                         // Arm ARM B2.? "a store that generates an abort may have written some
                         // of its locations": the earlier stores' effect is UNKNOWN.
@@ -681,7 +728,8 @@ impl<'a> Run<'a> {
                             }
                         }
                     }
-                    return self.data_fault(pc, size, &m, a, f);
+                    let a = *a;
+                    return self.data_fault(pc, size, &m, &a, f);
                 }
             }
         }
@@ -916,6 +964,9 @@ impl<'a> Run<'a> {
             });
             if same_region {
                 self.cpu.write_mem(va, &zeros);
+                if let Some(i) = idx {
+                    self.dirty.insert(i);
+                }
             }
         }
         self.cpu.set_pc(pc + size);
@@ -960,8 +1011,17 @@ impl<'a> Run<'a> {
                 FpState { fpexc: None, fpscr, fpsr, cpacr: self.cpacr }
             });
         }
-        for r in self.case.memory.iter().filter(|r| r.kind.has_memory()) {
-            let bytes = self.cpu.read_mem(r.ipa, r.size as usize);
+        for (i, r) in self.case.memory.iter().enumerate() {
+            let Some(initial) = &self.initial[i] else { continue };
+            // Unwritten regions still hold their initial bytes; self-modifying code and every
+            // store mark a region dirty.
+            let current;
+            let bytes: &[u8] = if self.dirty.contains(&i) {
+                current = self.cpu.read_mem(r.ipa, r.size as usize);
+                &current
+            } else {
+                initial
+            };
             let windows = self
                 .case
                 .observe
@@ -970,7 +1030,7 @@ impl<'a> Run<'a> {
                 .filter(|w| w.region == r.name)
                 .map(|w| Window { offset: w.offset, bytes: bytes[w.offset as usize..(w.offset + u64::from(w.len)) as usize].to_vec() })
                 .collect();
-            state.memory.push(RegionState { region: r.name.clone(), digest: fnv1a64(&bytes), windows });
+            state.memory.push(RegionState { region: r.name.clone(), digest: fnv1a64(bytes), windows });
         }
         state
     }

@@ -9,6 +9,8 @@ use capstone::arch::arm::ArmOperandType;
 use capstone::arch::arm64::Arm64OperandType;
 use capstone::arch::{ArchOperand, BuildsCapstone};
 use capstone::Capstone;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use trapdiff_arch::Isa;
 
 /// Capstone handles for the three instruction sets.
@@ -16,6 +18,8 @@ pub struct Disassemblers {
     a64: Capstone,
     a32: Capstone,
     t32: Capstone,
+    /// Answers already computed: suites repeat the same words case after case.
+    memo: RefCell<HashMap<(Isa, Vec<u8>), Option<bool>>>,
 }
 
 impl std::fmt::Debug for Disassemblers {
@@ -36,12 +40,23 @@ impl Disassemblers {
             a64: Capstone::new().arm64().mode(arm64::ArchMode::Arm).detail(true).build().map_err(e)?,
             a32: Capstone::new().arm().mode(arm::ArchMode::Arm).detail(true).build().map_err(e)?,
             t32: Capstone::new().arm().mode(arm::ArchMode::Thumb).detail(true).build().map_err(e)?,
+            memo: RefCell::new(HashMap::new()),
         })
     }
 
     /// Whether Capstone decodes `bytes` (one instruction, in memory order) to something with a
     /// memory operand. `None` when Capstone does not decode it at all.
     pub fn has_memory_operand(&self, isa: Isa, bytes: &[u8]) -> Option<bool> {
+        let key = (isa, bytes.to_vec());
+        if let Some(v) = self.memo.borrow().get(&key) {
+            return *v;
+        }
+        let v = self.ask(isa, bytes);
+        self.memo.borrow_mut().insert(key, v);
+        v
+    }
+
+    fn ask(&self, isa: Isa, bytes: &[u8]) -> Option<bool> {
         let cs = match isa {
             Isa::A64 => &self.a64,
             Isa::A32 => &self.a32,
