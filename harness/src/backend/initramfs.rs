@@ -2,8 +2,9 @@
 //! Documentation/driver-api/early-userspace/buffer-format.rst), uncompressed, pure Rust.
 //!
 //! The KVM backend's initramfs is tiny: mount points, a /dev/console node (so the kernel
-//! can give /init its stdin/stdout/stderr before devtmpfs is mounted) and the agent as
-//! /init.
+//! can give /init its stdin/stdout/stderr before devtmpfs is mounted), /dev/null (Rust's
+//! runtime opens it for stdin/stdout/stderr when the kernel could not open a console, and
+//! aborts if it cannot) and the agent as /init.
 
 use std::io;
 use std::path::Path;
@@ -80,11 +81,13 @@ impl Cpio {
     }
 }
 
-/// The KVM agent's initramfs: /dev, /proc, /sys, /dev/console (5:1) and the agent as /init.
+/// The KVM agent's initramfs: /dev, /proc, /sys, /dev/console (5:1), /dev/null (1:3) and the
+/// agent as /init.
 pub fn agent_initramfs(agent: &[u8]) -> Vec<u8> {
     let mut c = Cpio::new();
     c.dir("dev", 0o755)
         .char_dev("dev/console", 0o600, 5, 1)
+        .char_dev("dev/null", 0o666, 1, 3)
         .dir("proc", 0o555)
         .dir("sys", 0o555)
         .dir("tmp", 0o1777)
@@ -142,6 +145,6 @@ mod tests {
         assert!(out.status.success());
         let names = String::from_utf8_lossy(&out.stdout);
         let names: Vec<&str> = names.lines().collect();
-        assert_eq!(names, ["dev", "dev/console", "proc", "sys", "tmp", "init"]);
+        assert_eq!(names, ["dev", "dev/console", "dev/null", "proc", "sys", "tmp", "init"]);
     }
 }

@@ -185,16 +185,17 @@ pub fn native_available() -> Result<(), KvmError> {
     Ok(())
 }
 
-/// The agent's initramfs, written once per agent build (named by a digest of the binary, so
-/// parallel instances share it and a rebuilt agent gets a new one).
+/// The agent's initramfs, written once per content (named by a digest of the archive, so
+/// parallel instances share it and a rebuilt agent or layout gets a new one).
 fn initramfs_for(agent: &Path) -> Result<PathBuf, KvmError> {
     let bytes = std::fs::read(agent).map_err(|e| KvmError::Io(agent.to_path_buf(), e))?;
+    let archive = initramfs::agent_initramfs(&bytes);
     let dir = paths::build_dir().join("kvm");
     std::fs::create_dir_all(&dir).map_err(|e| KvmError::Io(dir.clone(), e))?;
-    let path = dir.join(format!("initramfs-{:016x}.cpio", trapdiff_arch::crc32::fnv1a64(&bytes)));
+    let path = dir.join(format!("initramfs-{:016x}.cpio", trapdiff_arch::crc32::fnv1a64(&archive)));
     if !path.is_file() {
         let tmp = dir.join(format!(".initramfs-{}.tmp", std::process::id()));
-        std::fs::write(&tmp, initramfs::agent_initramfs(&bytes)).map_err(|e| KvmError::Io(tmp.clone(), e))?;
+        std::fs::write(&tmp, &archive).map_err(|e| KvmError::Io(tmp.clone(), e))?;
         std::fs::rename(&tmp, &path).map_err(|e| KvmError::Io(path.clone(), e))?;
     }
     Ok(path)
