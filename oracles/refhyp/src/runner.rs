@@ -87,10 +87,11 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, job: &Job, exits: &mut Vec<Exit>) -
     hw.watchdog_arm(job.timeout_ms);
     let end = loop {
         let (tfp, force) = fp::entry_config(fp.loaded, job.aarch32);
-        hw.set_fp_trap(tfp);
+        // FPEXC32_EL2 itself is trapped by TFP (also at EL2): write it before trapping.
         if let Some(v) = force {
             hw.write_fpexc32(v);
         }
+        hw.set_fp_trap(tfp);
         let trap = hw.enter(&mut regs);
         if fp.loaded && job.aarch32 {
             fp.state.fpexc32 = hw.read_fpexc32();

@@ -39,6 +39,9 @@ pub fn system_off() -> ! {
 
 pub struct Cpu {
     fwb: bool,
+    /// CPTR_EL2.TFP as last written: FP registers and FPEXC32_EL2 are only accessible at EL2
+    /// while it is clear.
+    tfp: bool,
     hcr: u64,
     freq: u64,
 }
@@ -58,7 +61,9 @@ impl Cpu {
         write_sysreg!("mdcr_el2", (read_sysreg!("pmcr_el0") >> 11) & 0x1f);
         write_sysreg!("hstr_el2", 0);
         write_sysreg!("cnthp_ctl_el2", 0);
-        Cpu { fwb, hcr: 0, freq }
+        let mut cpu = Cpu { fwb, tfp: true, hcr: 0, freq };
+        cpu.set_fp_trap(false);
+        cpu
     }
 }
 
@@ -101,6 +106,7 @@ impl Hw for Cpu {
         write_sysreg!("spsr_fiq", 0);
         write_sysreg!("dacr32_el2", 0);
         write_sysreg!("ifsr32_el2", 0);
+        self.set_fp_trap(false);
         write_sysreg!("fpexc32_el2", FPEXC32_RESET);
         write_sysreg!("csselr_el1", 0);
         write_sysreg!("cntkctl_el1", 0);
@@ -167,6 +173,10 @@ impl Hw for Cpu {
 
     fn set_fp_trap(&mut self, trap: bool) {
         // TZ: SVE stays trapped (the refhyp offers no SVE); TFP per the lazy-FP state.
+        if trap == self.tfp {
+            return;
+        }
+        self.tfp = trap;
         let v = cptr_el2::RES1 | cptr_el2::TZ | if trap { cptr_el2::TFP } else { 0 };
         write_sysreg!("cptr_el2", v);
         // SAFETY: synchronise CPTR_EL2 before FP registers are touched or the guest entered.
@@ -174,10 +184,12 @@ impl Hw for Cpu {
     }
 
     fn read_fpexc32(&mut self) -> u64 {
+        self.set_fp_trap(false);
         read_sysreg!("fpexc32_el2")
     }
 
     fn write_fpexc32(&mut self, value: u64) {
+        self.set_fp_trap(false);
         write_sysreg!("fpexc32_el2", value);
     }
 
@@ -220,9 +232,10 @@ impl Hw for Cpu {
     }
 
     fn fp_save(&mut self, s: &mut FpState) {
+        self.set_fp_trap(false);
         let p = s as *mut FpState;
-        // SAFETY: `p` points at a whole, exclusively borrowed FpState; TFP is clear while the
-        // guest's FP state is loaded, which is the only time the runner saves it.
+        // SAFETY: `p` points at a whole, exclusively borrowed FpState; TFP was cleared just
+        // above.
         unsafe {
             core::arch::asm!(
                 ".arch_extension fp",
