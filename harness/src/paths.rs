@@ -9,7 +9,8 @@ pub fn root() -> PathBuf {
         return PathBuf::from(r);
     }
     // harness/ is one level below the repository root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let r = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    r.canonicalize().unwrap_or(r)
 }
 
 pub fn build_dir() -> PathBuf {
@@ -29,9 +30,10 @@ pub fn cross_target() -> PathBuf {
     build_dir().join("cross-target")
 }
 
-/// The refhyp ELF built by `ci/setup.sh`.
+/// The refhyp ELF built by `ci/setup.sh` (soft-float target: EL2 code never touches the FP
+/// registers, which hold the guest's state).
 pub fn refhyp_image() -> PathBuf {
-    cross_target().join("aarch64-unknown-none").join("release").join("refhyp")
+    cross_target().join("aarch64-unknown-none-softfloat").join("release").join("refhyp")
 }
 
 /// The static KVM agent built by `ci/setup.sh`.

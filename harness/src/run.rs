@@ -122,7 +122,9 @@ struct Progress {
 
 impl Progress {
     fn tick(&mut self, backend: &str, force: bool) {
-        *self.done.entry(backend.to_string()).or_default() += usize::from(!force);
+        if !force {
+            *self.done.entry(backend.to_string()).or_default() += 1;
+        }
         if !force && self.last.elapsed() < Duration::from_millis(if self.tty { 200 } else { 5000 }) {
             return;
         }

@@ -41,7 +41,7 @@ impl Default for RefhypOptions {
 /// The refhyp ELF `ci/setup.sh` builds (soft-float target: EL2 code never touches the FP
 /// registers, which hold the guest's state).
 pub fn image_path() -> PathBuf {
-    paths::cross_target().join("aarch64-unknown-none-softfloat").join("release").join("refhyp")
+    paths::refhyp_image()
 }
 
 /// The QEMU command line for `image`.

@@ -33,6 +33,25 @@ fn spec(name: &str, o: &BackendOptions) -> Result<BackendSpec, String> {
             })?;
             Ok(BackendSpec { name: "model".into(), make: Box::new(move || Ok(Box::new(ModelBackend::new(profile)) as Box<dyn Backend>)), instances: 1 })
         }
+        "refhyp" => {
+            let opts = super::refhyp::RefhypOptions::default();
+            // Fail early, with the reason, when the image is missing; instances boot lazily.
+            super::refhyp::target_config(&opts).map_err(|e| e.to_string())?;
+            Ok(BackendSpec {
+                name: "refhyp".into(),
+                make: Box::new(move || super::refhyp::backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),
+                instances: o.jobs.max(1),
+            })
+        }
+        "kvm" => {
+            let opts = super::kvm::KvmOptions { kernel: o.kernel.clone(), native: o.native, ..super::kvm::KvmOptions::default() };
+            super::kvm::target_config(&opts).map_err(|e| e.to_string())?;
+            Ok(BackendSpec {
+                name: "kvm".into(),
+                make: Box::new(move || super::kvm::backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),
+                instances: o.jobs.max(1),
+            })
+        }
         other => Err(format!("unknown backend `{other}` (known: model, refhyp, kvm)")),
     }
 }
