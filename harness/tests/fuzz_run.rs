@@ -52,3 +52,35 @@ fn a_short_model_campaign_grows_the_corpus() {
     assert_eq!(a, b, "the same seed must grow the same corpus");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `trapdiff fuzz --cores 2`: two clients under LibAFL's Launcher and an LLMP broker, each
+/// with its own stats and grown corpus, finishing in time with status 0.
+#[test]
+fn two_clients_under_the_launcher() {
+    let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-cores-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let seeds = dir.join("seeds");
+    std::fs::create_dir_all(&seeds).expect("temp dir");
+    for c in builtin_seeds() {
+        let p = seeds.join(format!("{}.json", c.name.replace('/', "-")));
+        std::fs::write(p, serde_json::to_string_pretty(&c).expect("json")).expect("write seed");
+    }
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_trapdiff"))
+        .args(["fuzz", "--cores", "2", "--backends", "model", "--time", "8s", "--seed", "3"])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--found")
+        .arg(dir.join("found"))
+        .arg(&seeds)
+        .status()
+        .expect("trapdiff runs");
+    assert!(status.success(), "{status}");
+    let clients: Vec<_> = std::fs::read_dir(dir.join("out")).expect("out dir").flatten().filter(|e| e.file_name().to_string_lossy().starts_with("client-")).collect();
+    assert_eq!(clients.len(), 2, "one output directory per client");
+    for c in clients {
+        let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.path().join("stats.json")).expect("stats.json")).expect("json");
+        assert!(stats["execs"].as_u64().unwrap_or(0) > 100, "{stats}");
+        assert!(stats["corpus"].as_u64() > stats["initial_corpus"].as_u64(), "{stats}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod executor;
 pub mod feedback;
 pub mod input;
+pub mod launcher;
 pub mod minimise;
 pub mod mutators;
 pub mod observers;
@@ -482,7 +483,7 @@ pub fn install_panic_hook(out: &Path) {
 pub fn main(a: FuzzArgs) -> ExitCode {
     let seed = a.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     if a.cores > 1 {
-        return clients(&a, seed);
+        return launcher::launch(&a, seed);
     }
     if std::env::var_os(CLIENT_ENV).is_none() {
         return supervise(&a, seed);
@@ -610,27 +611,6 @@ fn supervise(a: &FuzzArgs, seed: u64) -> ExitCode {
             }
         }
     }
-}
-
-/// `--cores N`: N independent supervised clients, each with its own seed (`seed + i *
-/// 1000`), backend instances and `--out` subdirectory; finds go to the shared found
-/// directory (deduplicated by signature through the file name).
-fn clients(a: &FuzzArgs, seed: u64) -> ExitCode {
-    let mut children = Vec::new();
-    for i in 0..a.cores {
-        match client_command(a, seed + 1000 * i as u64, a.time, &a.out.join(format!("client-{i}"))).and_then(|mut c| c.spawn().map_err(|e| e.to_string())) {
-            Ok(c) => children.push(c),
-            Err(e) => eprintln!("error: cannot start fuzzing client {i}: {e}"),
-        }
-    }
-    let mut status = 0u8;
-    for mut c in children {
-        match c.wait() {
-            Ok(s) => status = status.max(s.code().unwrap_or(2).clamp(0, 2) as u8),
-            Err(_) => status = 2,
-        }
-    }
-    ExitCode::from(status)
 }
 
 #[cfg(test)]
