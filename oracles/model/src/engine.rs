@@ -6,6 +6,9 @@ use trapdiff_arch::Isa;
 use unicorn_engine::unicorn_const::{Arch, HookType, MemType, Mode, Prot};
 use unicorn_engine::{RegisterARM, RegisterARM64, Unicorn};
 
+/// Where the engine keeps its own code: inside the guest runtime's reserved range.
+const SCRATCH: u64 = trapdiff_arch::abi::RESERVED_BASE;
+
 /// One data access Unicorn performed (or tried: `mapped == false` stopped the instruction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -45,6 +48,18 @@ pub struct Cpu {
     uc: Unicorn<'static, Log>,
     aarch64: bool,
     mapped: Vec<(u64, u64)>,
+    /// What each mapped region holds, when it still equals a case's initial content.
+    contents: Vec<Option<ContentKey>>,
+}
+
+/// What determines a region's initial bytes (case::Case::initial_bytes): its size, fill,
+/// init blocks and the code placed in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContentKey {
+    pub size: u64,
+    pub fill: u8,
+    pub init: Vec<(u64, Vec<u8>)>,
+    pub code: Option<(u64, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -88,33 +103,51 @@ impl Cpu {
             false
         })
         .map_err(|e| err("unmapped hook", e))?;
-        Ok(Cpu { uc, aarch64, mapped: Vec::new() })
+        // A page of the runtime's reserved range (no case region may overlap it) holding a
+        // CLREX, run at every reset so no exclusive monitor state leaks between cases.
+        uc.mem_map(SCRATCH, 0x1000, Prot::ALL).map_err(|e| err("scratch page", e))?;
+        let clrex: u32 = if aarch64 { 0xd503_305f } else { 0xf57f_f01f };
+        uc.mem_write(SCRATCH, &clrex.to_le_bytes()).map_err(|e| err("scratch page", e))?;
+        Ok(Cpu { uc, aarch64, mapped: Vec::new(), contents: Vec::new() })
     }
 
     /// Give Unicorn this case's regions with memory and their initial bytes. A layout equal to
-    /// the previous case's is kept (only the bytes are rewritten and the translated code for
-    /// them dropped): remapping costs more than the rest of a small case.
-    pub fn map(&mut self, regions: &[(u64, &[u8])]) -> Result<(), EngineError> {
-        let same = self.mapped.len() == regions.len() && self.mapped.iter().zip(regions).all(|((b, s), (rb, bytes))| b == rb && *s == bytes.len() as u64);
+    /// the previous case's is kept, and a region whose initial content (`key`) equals what
+    /// Unicorn still holds from the previous case (not written since) is not rewritten:
+    /// remapping and rewriting cost more than the rest of a small case.
+    pub fn map(&mut self, regions: &[(u64, u64, ContentKey)], bytes: impl Fn(usize) -> Vec<u8>) -> Result<(), EngineError> {
+        let same = self.mapped.len() == regions.len() && self.mapped.iter().zip(regions).all(|((b, s), (rb, rs, _))| b == rb && s == rs);
         if !same {
             for (base, size) in self.mapped.drain(..) {
                 self.uc.mem_unmap(base, size).map_err(|e| err("unmap", e))?;
             }
-            for (base, bytes) in regions {
-                self.uc.mem_map(*base, bytes.len() as u64, Prot::ALL).map_err(|e| err(&format!("map {base:#x}"), e))?;
-                self.mapped.push((*base, bytes.len() as u64));
+            for (base, size, _) in regions {
+                self.uc.mem_map(*base, *size, Prot::ALL).map_err(|e| err(&format!("map {base:#x}"), e))?;
+                self.mapped.push((*base, *size));
             }
+            self.contents = vec![None; regions.len()];
         }
-        for (base, bytes) in regions {
-            self.uc.mem_write(*base, bytes).map_err(|e| err("write", e))?;
-            if same {
-                self.uc.ctl_remove_cache(*base, *base + bytes.len() as u64).map_err(|e| err("drop translations", e))?;
+        for (i, (base, size, key)) in regions.iter().enumerate() {
+            if same && self.contents[i].as_ref() == Some(key) {
+                continue;
             }
+            self.uc.mem_write(*base, &bytes(i)).map_err(|e| err("write", e))?;
+            if same {
+                self.uc.ctl_remove_cache(*base, *base + *size).map_err(|e| err("drop translations", e))?;
+            }
+            self.contents[i] = Some(key.clone());
         }
         if !same {
             self.uc.ctl_flush_tb().map_err(|e| err("flush", e))?;
         }
         Ok(())
+    }
+
+    /// Region `i` (in `map` order) was written: its content no longer matches its key.
+    pub fn dirty(&mut self, i: usize) {
+        if let Some(c) = self.contents.get_mut(i) {
+            *c = None;
+        }
     }
 
     pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
@@ -187,6 +220,9 @@ impl Cpu {
             let _ = self.uc.reg_write(RegisterARM::FPEXC, 1 << 30);
             let _ = self.uc.reg_write(RegisterARM::FPSCR, u64::from(fpscr));
         }
+        // The runtime's ERET into the case clears the local exclusive monitor (Arm ARM D1.11
+        // "Exception return": ClearExclusiveLocal).
+        self.clear_exclusive();
         let log = self.uc.get_data_mut();
         log.accesses.clear();
         log.undo.clear();
@@ -211,6 +247,23 @@ impl Cpu {
                 })
             }
         }
+    }
+
+    /// Clear the local exclusive monitor (what an exception return does).
+    pub fn clear_exclusive(&mut self) {
+        let saved_pc = self.pc();
+        let cpsr = (!self.aarch64).then(|| self.uc.reg_read(RegisterARM::CPSR).unwrap_or(0x1df));
+        if let Some(c) = cpsr {
+            let _ = self.uc.reg_write(RegisterARM::CPSR, c & !(1 << 5));
+        }
+        let _ = self.uc.emu_start(SCRATCH, u64::MAX, 0, 1);
+        if let Some(c) = cpsr {
+            let _ = self.uc.reg_write(RegisterARM::CPSR, c);
+        }
+        let _ = self.uc.set_pc(saved_pc);
+        let log = self.uc.get_data_mut();
+        log.accesses.clear();
+        log.undo.clear();
     }
 
     pub fn log(&self) -> &Log {

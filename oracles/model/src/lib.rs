@@ -57,6 +57,8 @@ pub struct Model {
     ctx64: unicorn_engine::Context,
     ctx32: unicorn_engine::Context,
     dis: Disassemblers,
+    /// Digests of initial region contents, which repeat across cases.
+    digests: std::collections::HashMap<engine::ContentKey, u64>,
 }
 
 impl std::fmt::Debug for Model {
@@ -87,7 +89,7 @@ impl Model {
         let ctx64 = a64.context().map_err(|e| ModelError::Engine(e.0))?;
         let ctx32 = a32.context().map_err(|e| ModelError::Engine(e.0))?;
         let dis = Disassemblers::new().map_err(|e| ModelError::Capstone(e.0))?;
-        Ok(Model { profile, a64, a32, ctx64, ctx32, dis })
+        Ok(Model { profile, a64, a32, ctx64, ctx32, dis, digests: Default::default() })
     }
 
     pub fn profile(&self) -> &'static Profile {
@@ -103,7 +105,7 @@ impl Model {
             return Outcome { end: End::Skipped { reason: format!("invalid case: {e}") }, meta, ..Outcome::default() };
         }
         let (cpu, ctx) = if case.state.isa == Isa::A64 { (&mut self.a64, &mut self.ctx64) } else { (&mut self.a32, &mut self.ctx32) };
-        let mut outcome = match run::Run::new(case, self.profile, cpu, ctx, &self.dis) {
+        let mut outcome = match run::Run::new(case, self.profile, cpu, ctx, &self.dis, &mut self.digests) {
             Ok(mut r) => r.run(),
             Err(reason) => Outcome { end: End::Skipped { reason }, ..Outcome::default() },
         };

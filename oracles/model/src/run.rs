@@ -1,7 +1,7 @@
 //! One case through the model: the fetch/decode/check/execute loop, the guest runtime's
 //! conventions (exception records, skip or end, limits) and the final state.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use trapdiff_arch::abi;
 use trapdiff_arch::case::{ExceptionAction, MmioAction, NisvAction, Reg, RegValue, RegionKind, S1Perm};
@@ -14,7 +14,7 @@ use trapdiff_arch::{Case, El, Isa, Outcome, Region};
 
 use crate::decode::capstone_check::Disassemblers;
 use crate::decode::{a32, a64, MemOp, Op, SysTarget};
-use crate::engine::{Access, Cpu, StepError};
+use crate::engine::{Access, ContentKey, Cpu, StepError};
 use crate::machine;
 use crate::profile::{CmoOutsideMemory, Profile, UnhandledS2Fault};
 use crate::rules::cmo::{self, CmoKind};
@@ -76,17 +76,22 @@ pub(crate) struct Run<'a> {
     fpexc: u32,
     /// Pages of read-only memslots stage 2 has mapped (profile.lazy_s2).
     ro_mapped: HashSet<u64>,
-    /// Registers holding IMPLEMENTATION DEFINED values.
-    impdef_regs: Vec<(Reg, &'static str)>,
+    /// Registers holding IMPLEMENTATION DEFINED values (and which bits).
+    impdef_regs: Vec<(Reg, u64, &'static str)>,
     /// Regions whose final bytes are UNKNOWN (a multi-access store aborted part-way).
     unknown_regions: HashSet<usize>,
     /// Regions a store (or DC ZVA) wrote: the others still hold their initial bytes.
     dirty: HashSet<usize>,
-    /// Initial bytes of each region with memory (None for mmio), for unwritten regions'
-    /// windows and digests.
-    initial: Vec<Option<Vec<u8>>>,
+    /// Content key of each region with memory (None for mmio), and its slot in the engine.
+    keys: Vec<Option<ContentKey>>,
+    slot_of: Vec<Option<usize>>,
+    digests: &'a mut HashMap<ContentKey, u64>,
     gpr_save: Vec<u64>,
     accesses: Vec<Access>,
+    /// The address the local exclusive monitor is armed for (model's view).
+    monitor: Option<u64>,
+    /// The instruction word being executed (for fields the classes do not carry).
+    word: u32,
 }
 
 fn mask(len: u8) -> u64 {
@@ -100,12 +105,29 @@ impl<'a> Run<'a> {
         cpu: &'a mut Cpu,
         ctx: &'a mut unicorn_engine::Context,
         dis: &'a Disassemblers,
+        digests: &'a mut HashMap<ContentKey, u64>,
     ) -> Result<Run<'a>, String> {
         let isa = case.state.isa;
-        let initial: Vec<Option<Vec<u8>>> = case.memory.iter().map(|r| r.kind.has_memory().then(|| case.initial_bytes(r))).collect();
-        let regions: Vec<(u64, &[u8])> =
-            case.memory.iter().zip(&initial).filter_map(|(r, b)| b.as_ref().map(|b| (r.ipa, b.as_slice()))).collect();
-        cpu.map(&regions).map_err(|e| format!("the model could not map the case's memory: {}", e.0))?;
+        let code_bytes = {
+            let mut b = case.code.bytes(isa);
+            b.extend_from_slice(&abi::code_trailer(isa));
+            b
+        };
+        let mut slots = Vec::new();
+        let mut slot_of = vec![None; case.memory.len()];
+        let mut keys: Vec<Option<ContentKey>> = vec![None; case.memory.len()];
+        for (i, r) in case.memory.iter().enumerate() {
+            if !r.kind.has_memory() {
+                continue;
+            }
+            let code = (case.code.ipa >= r.ipa && case.code.ipa < r.ipa + r.size).then(|| (case.code.ipa - r.ipa, code_bytes.clone()));
+            let key = ContentKey { size: r.size, fill: r.fill, init: r.init.iter().map(|b| (b.offset, b.bytes.clone())).collect(), code };
+            slot_of[i] = Some(slots.len());
+            slots.push((r.ipa, r.size, key.clone()));
+            keys[i] = Some(key);
+        }
+        let with_memory: Vec<&Region> = case.memory.iter().filter(|r| r.kind.has_memory()).collect();
+        cpu.map(&slots, |k| case.initial_bytes(with_memory[k])).map_err(|e| format!("the model could not map the case's memory: {}", e.0))?;
         cpu.reset(case.sysregs.fpscr.unwrap_or(0));
         for (reg, v) in &case.regs {
             match *reg {
@@ -144,9 +166,13 @@ impl<'a> Run<'a> {
             impdef_regs: Vec::new(),
             unknown_regions: HashSet::new(),
             dirty: HashSet::new(),
-            initial,
+            keys,
+            slot_of,
+            digests,
             gpr_save: Vec::with_capacity(33),
             accesses: Vec::with_capacity(8),
+            monitor: None,
+            word: 0,
         })
     }
 
@@ -168,6 +194,12 @@ impl<'a> Run<'a> {
             }
         };
         let state = matches!(end, End::Done | End::EndOnException | End::ExceptionLimit).then(|| self.final_state());
+        // What the engine holds for written regions is no longer their initial content.
+        for &i in &self.dirty {
+            if let Some(slot) = self.slot_of[i] {
+                self.cpu.dirty(slot);
+            }
+        }
         self.mark_state_unknowns(state.as_ref());
         Outcome { events: std::mem::take(&mut self.events), end, state, unknown: std::mem::take(&mut self.unknown), meta: Default::default() }
     }
@@ -285,6 +317,7 @@ impl<'a> Run<'a> {
     /// bytes) (guest-payloads lower.rs "Exceptions"; runtime a64.S / a32.S).
     fn exception(&mut self, vector: Vector, syndrome: u64, far: Option<u64>, pc: u64, size: u64) -> Flow {
         self.exceptions += 1;
+        self.clear_monitor();
         self.events.push(Event::Exception { vector, from_el0: self.el == El::El0, syndrome, far, pc });
         if self.exceptions >= self.case.limits.max_exceptions {
             return Flow::End(End::ExceptionLimit);
@@ -355,6 +388,7 @@ impl<'a> Run<'a> {
 
     fn execute(&mut self, pc: u64, size: u64, word: u32, op: Op) -> Flow {
         let el0 = self.el == El::El0;
+        self.word = word;
         match op {
             Op::Svc { imm } => {
                 if self.aarch32() {
@@ -462,7 +496,7 @@ impl<'a> Run<'a> {
                     return f;
                 }
                 self.set_reg_result(rt, u64::from(self.fpexc));
-                self.note_impdef_bits(rt, "FPEXC bits other than EN are IMPLEMENTATION DEFINED (Arm ARM G8.2.56)");
+                self.note_impdef_bits(rt, u64::from(fpsimd::FPEXC_IMPDEF), "FPEXC bits other than EN are IMPLEMENTATION DEFINED (Arm ARM G8.2.56)");
                 Flow::At(pc + size)
             }
             SysTarget::FpStatus => {
@@ -547,16 +581,13 @@ impl<'a> Run<'a> {
     }
 
     fn note_impdef(&mut self, rt: u8, why: &'static str) {
-        let reg = self.gpr_name(rt);
-        self.impdef_regs.retain(|(r, _)| *r != reg);
-        self.impdef_regs.push((reg, why));
+        self.note_impdef_bits(rt, u64::MAX, why);
     }
 
-    fn note_impdef_bits(&mut self, rt: u8, why: &'static str) {
-        // Only the FPEXC bits other than EN: handled as a masked register unknown.
+    fn note_impdef_bits(&mut self, rt: u8, mask: u64, why: &'static str) {
         let reg = self.gpr_name(rt);
-        self.impdef_regs.retain(|(r, _)| *r != reg);
-        self.impdef_regs.push((reg, why));
+        self.impdef_regs.retain(|(r, _, _)| *r != reg);
+        self.impdef_regs.push((reg, mask, why));
     }
 
     // ---- memory accesses -----------------------------------------------------------------
@@ -733,6 +764,9 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        if matches!(m.class, MemClass::A64Exclusive | MemClass::A32Exclusive) {
+            self.exclusive_done(&m, accesses);
+        }
         if m.class.needs_write_back() && combined.iter().any(|t| !t.is_write_back()) {
             self.unknown.push(Unknown {
                 path: "events".into(),
@@ -744,6 +778,54 @@ impl<'a> Run<'a> {
             self.unknown.push(Unknown { path: "state".into(), mask: u64::MAX, why: "follows from the IMPLEMENTATION DEFINED exclusive or atomic access".into() });
         }
         Flow::At(self.cpu.pc() & !1)
+    }
+
+    fn clear_monitor(&mut self) {
+        if self.monitor.take().is_some() {
+            self.cpu.clear_exclusive();
+        }
+    }
+
+    /// Load-/Store-Exclusive bookkeeping (Arm ARM B2.9 "Synchronization and semaphores").
+    fn exclusive_done(&mut self, m: &MemOp, accesses: &[Access]) {
+        if m.load {
+            self.monitor = accesses.first().map(|a| a.addr);
+            return;
+        }
+        let w = self.word;
+        let status = match self.isa {
+            Isa::A64 => ((w >> 16) & 31) as u8,
+            Isa::A32 => ((w >> 12) & 15) as u8,
+            // T32 STREX (word): Rd = hw2[11:8]; the byte/half/dual and STLEX forms: hw2[3:0].
+            Isa::T32 if (w >> 16) & 0xffe0 == 0xe840 => ((w >> 8) & 15) as u8,
+            Isa::T32 => (w & 15) as u8,
+        };
+        let armed = self.monitor.take().is_some();
+        self.note_impdef(
+            status,
+            "a Store-Exclusive may fail whenever the local monitor was cleared, e.g. by the hypervisor's exception return after a stage-2 fault it handled (Arm ARM B2.9.5)",
+        );
+        if accesses.iter().any(|a| a.write) {
+            for a in accesses.iter().filter(|a| a.write) {
+                if let Some(i) = self.region_index(a.addr) {
+                    self.unknown_regions.insert(i);
+                }
+            }
+        } else if !armed {
+            // No access was made because the monitor was not armed; whether the address's
+            // aborts are detected first is IMPLEMENTATION DEFINED.
+            for path in ["events", "end"] {
+                self.unknown.push(Unknown {
+                    path: path.into(),
+                    mask: u64::MAX,
+                    why: "Store-Exclusive without an armed monitor: IMPLEMENTATION DEFINED whether memory aborts are detected before the monitor check (ASL AArch64.ExclusiveMonitorsPass)".into(),
+                });
+            }
+        }
+        if !self.aarch32() || status != 15 {
+            // Unicorn may have cleared its own monitor; keep both views equal.
+            self.cpu.clear_exclusive();
+        }
     }
 
     fn data_fault(&mut self, pc: u64, size: u64, m: &MemOp, a: &Access, f: Fault) -> Flow {
@@ -802,6 +884,8 @@ impl<'a> Run<'a> {
     }
 
     fn count_exit(&mut self) -> bool {
+        // The hypervisor's return to the guest clears the local monitor (ERET).
+        self.clear_monitor();
         self.exits += 1;
         self.exits <= self.case.limits.max_exits
     }
@@ -1012,34 +1096,44 @@ impl<'a> Run<'a> {
             });
         }
         for (i, r) in self.case.memory.iter().enumerate() {
-            let Some(initial) = &self.initial[i] else { continue };
-            // Unwritten regions still hold their initial bytes; self-modifying code and every
-            // store mark a region dirty.
-            let current;
-            let bytes: &[u8] = if self.dirty.contains(&i) {
-                current = self.cpu.read_mem(r.ipa, r.size as usize);
-                &current
+            let Some(key) = &self.keys[i] else { continue };
+            let windows: Vec<&trapdiff_arch::case::MemWindow> = self.case.observe.mem.iter().filter(|w| w.region == r.name).collect();
+            let dirty = self.dirty.contains(&i);
+            // An unwritten region still holds its initial bytes, whose digest is cached.
+            let cached = if dirty { None } else { self.digests.get(key).copied() };
+            let bytes: Option<Vec<u8>> = if cached.is_none() || !windows.is_empty() {
+                Some(if dirty { self.cpu.read_mem(r.ipa, r.size as usize) } else { self.case.initial_bytes(r) })
             } else {
-                initial
+                None
             };
-            let windows = self
-                .case
-                .observe
-                .mem
-                .iter()
-                .filter(|w| w.region == r.name)
-                .map(|w| Window { offset: w.offset, bytes: bytes[w.offset as usize..(w.offset + u64::from(w.len)) as usize].to_vec() })
-                .collect();
-            state.memory.push(RegionState { region: r.name.clone(), digest: fnv1a64(bytes), windows });
+            let digest = match (cached, &bytes) {
+                (Some(d), _) => d,
+                (None, Some(b)) => {
+                    let d = fnv1a64(b);
+                    if !dirty {
+                        if self.digests.len() > 4096 {
+                            self.digests.clear();
+                        }
+                        self.digests.insert(key.clone(), d);
+                    }
+                    d
+                }
+                (None, None) => 0,
+            };
+            let windows = match &bytes {
+                Some(b) => windows.iter().map(|w| Window { offset: w.offset, bytes: b[w.offset as usize..(w.offset + u64::from(w.len)) as usize].to_vec() }).collect(),
+                None => Vec::new(),
+            };
+            state.memory.push(RegionState { region: r.name.clone(), digest, windows });
         }
         state
     }
 
     fn mark_state_unknowns(&mut self, state: Option<&FinalState>) {
         let Some(state) = state else { return };
-        for (reg, why) in std::mem::take(&mut self.impdef_regs) {
+        for (reg, mask, why) in std::mem::take(&mut self.impdef_regs) {
             if state.regs.contains_key(&reg) {
-                self.unknown.push(Unknown { path: format!("state.regs.{reg}"), mask: u64::MAX, why: why.into() });
+                self.unknown.push(Unknown { path: format!("state.regs.{reg}"), mask, why: why.into() });
             }
         }
         if self.aarch32() && state.fp.is_some() {

@@ -263,13 +263,13 @@ fn t32_sixteen_bit_load_and_injected_abort_il() {
 fn exception_and_exit_limits() {
     // Three UDFs with max_exceptions = 2: the second record reaches the limit and ends the case.
     let udf = (0x0000_0000u32, "udf #0");
-    let c = case("a64", "el1", &[udf.clone(), udf.clone(), udf], json!({}), json!({"limits": {"max_exceptions": 2}}));
+    let c = case("a64", "el1", &[udf, udf, udf], json!({}), json!({"limits": {"max_exceptions": 2}}));
     let o = predict(&c);
     assert_eq!(o.events.len(), 2);
     assert_eq!(o.end, End::ExceptionLimit);
     // Two MMIO reads with max_exits = 1.
     let ld = (0xb940_0001u32, "ldr w1, [x0]");
-    let c = case("a64", "el1", &[ld.clone(), ld], json!({"x0": format!("{HOLE:#x}")}), json!({"limits": {"max_exits": 1}}));
+    let c = case("a64", "el1", &[ld, ld], json!({"x0": format!("{HOLE:#x}")}), json!({"limits": {"max_exits": 1}}));
     let o = predict(&c);
     assert_eq!(o.events.len(), 1);
     assert_eq!(o.end, End::ExitLimit);

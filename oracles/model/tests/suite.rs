@@ -86,3 +86,21 @@ fn curated_suite() {
 fn hand_written_cases() {
     snapshot_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"), "cases");
 }
+
+#[test]
+fn predictions_do_not_depend_on_the_previous_case() {
+    // Engines are reused case after case: run the suite forwards and backwards (different
+    // predecessors for every case) and require identical outcomes.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite");
+    let mut cases = load(&dir);
+    cases.extend(load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases")));
+    let profile = PROFILES[0];
+    let mut forward = Model::new(profile);
+    let ahead: Vec<_> = cases.iter().map(|c| forward.predict(c)).collect();
+    let mut backward = Model::new(profile);
+    let mut behind: Vec<_> = cases.iter().rev().map(|c| backward.predict(c)).collect();
+    behind.reverse();
+    for ((c, a), b) in cases.iter().zip(&ahead).zip(&behind) {
+        assert_eq!(a, b, "{}: the outcome depends on the case run before it", c.name);
+    }
+}

@@ -13,13 +13,16 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use trapdiff_arch::Isa;
 
+/// (instruction set, instruction bytes) -> Capstone's answer.
+type Memo = HashMap<(Isa, Vec<u8>), Option<bool>>;
+
 /// Capstone handles for the three instruction sets.
 pub struct Disassemblers {
     a64: Capstone,
     a32: Capstone,
     t32: Capstone,
     /// Answers already computed: suites repeat the same words case after case.
-    memo: RefCell<HashMap<(Isa, Vec<u8>), Option<bool>>>,
+    memo: RefCell<Memo>,
 }
 
 impl std::fmt::Debug for Disassemblers {
