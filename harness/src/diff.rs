@@ -179,7 +179,13 @@ pub fn explain(ln: &str, a: &Outcome, rn: &str, b: &Outcome, fields: Vec<FieldDi
         if kinds_differ || involves_exit {
             layer = Layer::Policy;
         }
-        explanation = format!("event {i}: {ln} saw {dx}; {rn} saw {dy}");
+        explanation = if dx == dy {
+            // Same summary: the difference is in bits the summary does not decode.
+            let f: Vec<String> = fields.iter().filter(|f| f.field.starts_with(&format!("events[{i}]"))).map(|f| format!("{} {ln}={} {rn}={}", f.field, f.left, f.right)).collect();
+            format!("event {i} ({dx}) differs in {}", f.join(", "))
+        } else {
+            format!("event {i}: {ln} saw {dx}; {rn} saw {dy}")
+        };
         break;
     }
     if explanation.is_empty() && a.end != b.end {
