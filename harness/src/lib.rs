@@ -1,6 +1,7 @@
 //! trapdiff: the harness library behind the `trapdiff` binary.
 
 pub mod backend;
+pub mod bench;
 pub mod case_file;
 pub mod diff;
 pub mod disasm;

@@ -68,6 +68,19 @@ enum Cmd {
     /// Fuzz: mutate cases, run them on every backend, keep what shows new behaviour,
     /// minimise divergences into corpus/found/.
     Fuzz(trapdiff::fuzz::FuzzArgs),
+    /// The headline speed figure: cases/s per backend, persistent vs one boot per case.
+    Bench {
+        /// Case files or directories (default: the curated suite).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// How many cases (spread evenly over the suite).
+        #[arg(long, default_value_t = 50)]
+        cases: usize,
+        /// Cases for the one-boot-per-case pass (boots are slow).
+        #[arg(long, default_value_t = 5)]
+        per_boot: usize,
+    },
     /// Run one case on the chosen backends and show the outcomes side by side.
     Replay {
         case: PathBuf,
@@ -152,6 +165,30 @@ fn main() -> ExitCode {
             ExitCode::from(result.exit_code())
         }
         Cmd::Fuzz(args) => trapdiff::fuzz::main(args),
+        Cmd::Bench { paths: ps, backend, cases: n, per_boot } => {
+            let ps = if ps.is_empty() { vec![paths::suite_dir()] } else { ps };
+            let all: Vec<_> = case_file::load_all(&ps).into_iter().filter_map(Result::ok).map(|(_, c)| c).collect();
+            if all.is_empty() {
+                eprintln!("error: no cases to run");
+                return ExitCode::from(2);
+            }
+            let step = (all.len() / n.max(1)).max(1);
+            let picked: Vec<_> = all.into_iter().step_by(step).take(n).collect();
+            let specs = match select::specs(&BackendOptions { jobs: 1, ..options(&backend) }) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let lines = trapdiff::bench::bench(&picked, &specs, per_boot);
+            print!("{}", trapdiff::bench::render(&lines));
+            if lines.iter().any(|l| l.errors > 0) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Cmd::Replay { case, backend } => {
             let case = match case_file::load(&case) {
                 Ok(c) => c,
