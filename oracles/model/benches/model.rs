@@ -18,6 +18,16 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// This process's user+system CPU time in seconds (Linux /proc/self/stat, fields 14 and 15, in
+/// clock ticks of 1/100 s): on a shared machine the wall clock also counts other processes.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn main() {
     let dir = std::env::var("TRAPDIFF_SUITE")
         .map(PathBuf::from)
@@ -37,6 +47,7 @@ fn main() {
             std::hint::black_box(model.predict(c));
         }
         let start = Instant::now();
+        let cpu0 = cpu_seconds();
         let mut n = 0u64;
         while start.elapsed() < Duration::from_secs(2) {
             for c in &cases {
@@ -45,6 +56,19 @@ fn main() {
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("model[{}]: {} cases from {} in {:.2} s: {:.0} cases/s on one core", profile.name, n, dir.display(), secs, n as f64 / secs);
+        let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a).filter(|c| *c > 0.0);
+        println!(
+            "model[{}]: {} cases ({} distinct, {}) in {:.2} s wall: {:.0} cases/s; {}",
+            profile.name,
+            n,
+            cases.len(),
+            dir.display(),
+            secs,
+            n as f64 / secs,
+            match cpu {
+                Some(c) => format!("{:.2} s CPU: {:.0} cases per CPU-second (one core)", c, n as f64 / c),
+                None => "CPU time unavailable".into(),
+            }
+        );
     }
 }
