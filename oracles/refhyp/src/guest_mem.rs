@@ -111,15 +111,36 @@ impl GuestMap {
         Ok(())
     }
 
-    /// Build stage 2: RAM read-write, read-only RAM read-only, device slots read-write with
-    /// their stage-2 memory type. Everything else stays unmapped (MMIO).
+    /// Stage-2 permission and memory type of a slot: RAM read-write, read-only RAM read-only,
+    /// device slots read-write with their stage-2 memory type.
+    fn s2_kind(kind: SlotKind) -> (S2Perm, S2Attr) {
+        match kind {
+            SlotKind::Ram => (S2Perm::ReadWrite, S2Attr::Normal),
+            SlotKind::RoRam => (S2Perm::ReadOnly, S2Attr::Normal),
+            SlotKind::Device(a) => (S2Perm::ReadWrite, a),
+        }
+    }
+
+    /// Map the runtime's slot (the first one) in full: the runtime touches it all anyway.
+    pub fn map_runtime(&self, s2: &mut Stage2<'_>, pool_pa: u64) -> Result<(), JobError> {
+        let s = &self.slots[0];
+        let (perm, attr) = Self::s2_kind(s.kind);
+        Ok(s2.map_range(s.ipa, pool_pa + s.off as u64, s.size, perm, attr)?)
+    }
+
+    /// Map the page at `ipa` from the slot that holds it (lazy fault-in). Everything outside
+    /// every slot stays unmapped (MMIO).
+    pub fn map_page(&self, s2: &mut Stage2<'_>, pool_pa: u64, ipa: u64) -> Result<(), JobError> {
+        let page = ipa & !0xfff;
+        let s = self.slot_at(page).ok_or_else(|| JobError(format!("no slot holds IPA {ipa:#x}")))?;
+        let (perm, attr) = Self::s2_kind(s.kind);
+        Ok(s2.map_page(page, pool_pa + s.off as u64 + (page - s.ipa), perm, attr)?)
+    }
+
+    /// Map every slot at once (tests; the runner maps lazily).
     pub fn build_stage2(&self, s2: &mut Stage2<'_>, pool_pa: u64) -> Result<(), JobError> {
         for s in &self.slots {
-            let (perm, attr) = match s.kind {
-                SlotKind::Ram => (S2Perm::ReadWrite, S2Attr::Normal),
-                SlotKind::RoRam => (S2Perm::ReadOnly, S2Attr::Normal),
-                SlotKind::Device(a) => (S2Perm::ReadWrite, a),
-            };
+            let (perm, attr) = Self::s2_kind(s.kind);
             s2.map_range(s.ipa, pool_pa + s.off as u64, s.size, perm, attr)?;
         }
         Ok(())
@@ -214,5 +235,18 @@ mod tests {
         assert_eq!(desc_pa(ro), 0x4400_0000 + m.slots[2].off as u64);
         assert!(s2.walk(abi::HARNESS_MMIO).is_none());
         assert!(s2.walk(abi::TABLES_BASE + abi::TABLES_SIZE - 0x1000).is_some());
+    }
+
+    #[test]
+    fn lazy_mapping_maps_one_page_of_the_right_slot() {
+        let m = GuestMap::place(&slots(), 1 << 20).unwrap();
+        let mut tables = vec![Table::ZERO; 16];
+        let mut s2 = Stage2::new(&mut tables, 0x4300_0000, false).unwrap();
+        m.map_runtime(&mut s2, 0x4400_0000).unwrap();
+        assert!(s2.walk(0x4000_1000).is_none());
+        m.map_page(&mut s2, 0x4400_0000, 0x4000_1234).unwrap();
+        assert_eq!(desc_pa(s2.walk(0x4000_1000).unwrap()), 0x4400_0000 + m.slots[1].off as u64 + 0x1000);
+        assert!(s2.walk(0x4000_0000).is_none());
+        assert!(m.map_page(&mut s2, 0x4400_0000, 0x7000_0000).is_err());
     }
 }

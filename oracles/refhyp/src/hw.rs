@@ -13,6 +13,9 @@ pub trait Hw {
     /// stage-2 TLB entry of the guest's VMID and the instruction cache (the guest's memory was
     /// rewritten).
     fn install_stage2(&mut self, vttbr: u64, vtcr: u64);
+    /// A stage-2 entry went from invalid to valid: make the table write visible to the
+    /// walker (no TLB entry can hold an invalid translation, so no invalidation is needed).
+    fn stage2_mapped(&mut self);
     /// Run the guest from `regs` until it exits; `regs` holds its state afterwards.
     fn enter(&mut self, regs: &mut GuestRegs) -> Trap;
     fn read_el1(&mut self) -> El1Regs;

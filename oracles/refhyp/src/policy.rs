@@ -7,6 +7,7 @@
 //!
 //! | trap | decision | source |
 //! |---|---|---|
+//! | stage-2 translation fault in a memory slot | map the page (read-only for a read-only slot) and re-execute: stage 2 is filled lazily, as KVM does, so the first access to a page decides what a later CMO sees | `user_mem_abort` (mmu.c) |
 //! | stage-2 fault that is not translation/permission/access-flag (e.g. an alignment fault reported at stage 2 for Device stage-2 memory) | `KVM_RUN` fails with EFAULT | `kvm_handle_guest_abort`: "Unsupported FSC" -> `-EFAULT` |
 //! | instruction abort outside memory | inject a synchronous external prefetch abort at FAR | `kvm_handle_guest_abort`: "Prefetch Abort on I/O address" -> `kvm_inject_pabt` |
 //! | stage-1 walk (S1PTW) outside memory | inject a synchronous external data abort | `kvm_handle_guest_abort`: `kvm_vcpu_abt_iss1tw` -> `kvm_inject_dabt` |
@@ -22,10 +23,11 @@
 //! | physical IRQ (the EL2 watchdog timer) | end the job as a timeout | refhyp's own; KVM's equivalent is the VMM's own timer |
 //! | SError from the guest | stop the job | KVM injects a virtual SError; the refhyp has no RAS story |
 //!
-//! Two deliberate differences from KVM, neither visible to a guest: stage 2 is built in full
-//! before the guest runs (KVM faults pages in lazily and grants execute permission lazily,
-//! `user_mem_abort`), and there is no in-kernel device, so every MMIO access reaches the
-//! VMM's device model (KVM would route the GIC's range to the vGIC).
+//! Deliberate differences from KVM, none visible to the guest's architectural state: the
+//! runtime's own slot is mapped up front and pages are mapped executable at once (KVM grants
+//! execute permission lazily, with an I-cache invalidation, `user_mem_abort`); and there is no
+//! in-kernel device, so every MMIO access reaches the VMM's device model (KVM would route the
+//! GIC's range to the vGIC).
 
 use trapdiff_arch::esr::{DataAbortIss, Ec, Esr, FaultKind};
 
@@ -85,6 +87,8 @@ pub struct MmioAccess {
 pub enum Decision {
     Mmio(MmioAccess),
     Nisv { esr_iss: u64, ipa: u64, il32: bool },
+    /// Map the stage-2 page at `ipa` (page-aligned) from its slot and re-execute.
+    MapPage { ipa: u64 },
     /// Retire the instruction without doing anything.
     Skip { il32: bool },
     Inject { what: Injection, il32: bool },
@@ -190,7 +194,10 @@ fn guest_abort(trap: &Trap, backing: impl Fn(u64) -> Backing) -> Decision {
         Backing::Ram | Backing::Device => false,
     };
     if !outside {
-        return Decision::Stop("stage-2 fault on mapped memory (refhyp stage-2 bug)");
+        if iss.dfsc().kind() == FaultKind::Translation {
+            return Decision::MapPage { ipa: ipa & !0xfff };
+        }
+        return Decision::Stop("stage-2 permission or access-flag fault on memory the refhyp mapped (refhyp stage-2 bug)");
     }
     if is_iabt {
         return Decision::Inject { what: Injection::PrefetchAbort { addr: trap.far }, il32 };
@@ -259,6 +266,19 @@ mod tests {
         assert!(matches!(decide_t(&dabt(w.0, true, 0x8000), |_| Backing::RoRam), Decision::Mmio(MmioAccess { write: true, len: 8, .. })));
         let r = DataAbortIss::with_syndrome(3, false, 1, true, false, false, Fsc::permission(3));
         assert!(matches!(decide_t(&dabt(r.0, true, 0x8000), |_| Backing::RoRam), Decision::Stop(_)));
+    }
+
+    #[test]
+    fn first_touch_of_a_slot_page_maps_it_lazily() {
+        // A read (or a CMO to RAM) of a page not mapped yet: map and re-execute.
+        let r = DataAbortIss::with_syndrome(2, false, 1, false, false, false, Fsc::translation(3));
+        assert_eq!(decide_t(&dabt(r.0, true, 0x8123), |_| Backing::RoRam), Decision::MapPage { ipa: 0x8000 });
+        let cmo = DataAbortIss::CM | DataAbortIss::WNR | u32::from(Fsc::translation(3).0);
+        assert_eq!(decide_t(&dabt(cmo, true, 0x8010), |_| Backing::Ram), Decision::MapPage { ipa: 0x8000 });
+        // The same CMO to an untouched read-only slot is a write fault there: NISV (Linux 6.1).
+        assert!(matches!(decide_t(&dabt(cmo, true, 0x8010), |_| Backing::RoRam), Decision::Nisv { .. }));
+        let t = Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::IABT_LOW, true, 0x07).0, far: 0x8000, hpfar: 0x8 << 4 };
+        assert_eq!(decide_t(&t, |_| Backing::RoRam), Decision::MapPage { ipa: 0x8000 });
     }
 
     #[test]

@@ -37,33 +37,45 @@ const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
 /// Set up and run `job` on `hw`.
 pub fn run_job(hw: &mut impl Hw, m: &mut Machine<'_>, runtime: &[Segment], job: &Job) -> Report {
     let mut report = Report { seq: job.seq, ..Default::default() };
-    let map = match prepare(hw, m, runtime, job) {
-        Ok(map) => map,
+    let prepared = prepare(hw, m.pool, m.pool_pa, m.tables, m.tables_pa, m.fwb, runtime, job);
+    let (map, mut s2) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             report.end = ReportEnd::Failed { message: e.0 };
             return report;
         }
     };
     let t0 = hw.now_us();
-    report.end = execute(hw, &map, job, &mut report.exits);
+    report.end = execute(hw, &map, &mut s2, m.pool_pa, job, &mut report.exits);
     report.elapsed_us = hw.now_us().saturating_sub(t0);
     report.digests = job.digests.iter().map(|&(ipa, len)| map.digest(m.pool, ipa, len)).collect();
     report.readback = job.readback.iter().map(|&(ipa, len)| map.read(m.pool, ipa, len)).collect();
     report
 }
 
-/// Reset guest memory, stage 2 and the vCPU.
-fn prepare(hw: &mut impl Hw, m: &mut Machine<'_>, runtime: &[Segment], job: &Job) -> Result<GuestMap, JobError> {
+/// Reset guest memory, stage 2 (only the runtime's slot mapped; the rest is faulted in as the
+/// guest touches it) and the vCPU.
+#[allow(clippy::too_many_arguments)]
+fn prepare<'t>(
+    hw: &mut impl Hw,
+    pool: &mut [u8],
+    pool_pa: u64,
+    tables: &'t mut [Table],
+    tables_pa: u64,
+    fwb: bool,
+    runtime: &[Segment],
+    job: &Job,
+) -> Result<(GuestMap, Stage2<'t>), JobError> {
     if job.aarch32 && job.entry >> 32 != 0 {
         return Err(JobError(format!("AArch32 entry {:#x} is above 4 GiB", job.entry)));
     }
-    let map = GuestMap::place(&job.slots, m.pool.len())?;
-    map.load(m.pool, runtime, &job.segments)?;
-    let mut s2 = Stage2::new(m.tables, m.tables_pa, m.fwb)?;
-    map.build_stage2(&mut s2, m.pool_pa)?;
+    let map = GuestMap::place(&job.slots, pool.len())?;
+    map.load(pool, runtime, &job.segments)?;
+    let mut s2 = Stage2::new(tables, tables_pa, fwb)?;
+    map.map_runtime(&mut s2, pool_pa)?;
     hw.install_stage2(s2.vttbr(), stage2::vtcr());
     hw.reset_vcpu(job.aarch32);
-    Ok(map)
+    Ok((map, s2))
 }
 
 /// The vCPU's state at the runtime's entry: EL1h (AArch64) or SVC (AArch32, T32 when bit 0
@@ -80,7 +92,7 @@ pub fn initial_regs(job: &Job) -> GuestRegs {
     regs
 }
 
-fn execute(hw: &mut impl Hw, map: &GuestMap, job: &Job, exits: &mut Vec<Exit>) -> ReportEnd {
+fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, job: &Job, exits: &mut Vec<Exit>) -> ReportEnd {
     let mut regs = initial_regs(job);
     let mut fp = LazyFp::default();
     let mut device = DeviceModel::new(&job.mmio_reads, job.mmio_read_default);
@@ -123,6 +135,12 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, job: &Job, exits: &mut Vec<Exit>) -
                     NisvAction::InjectAbort => inject(hw, &mut regs, Injection::DataAbort { addr: trap.far }, il32),
                     NisvAction::Stop => break ReportEnd::Stopped { reason: format!("VMM stopped on a NISV exit at IPA {ipa:#x}") },
                 }
+            }
+            Decision::MapPage { ipa } => {
+                if let Err(e) = map.map_page(s2, pool_pa, ipa) {
+                    break ReportEnd::Failed { message: e.0 };
+                }
+                hw.stage2_mapped();
             }
             Decision::Skip { il32 } => regs.skip_instr(il32),
             Decision::Inject { what, il32 } => inject(hw, &mut regs, what, il32),
@@ -291,6 +309,18 @@ mod tests {
         assert_eq!(r.end, ReportEnd::Done);
         assert_eq!(cpu.el1.elr, abi::RUNTIME_BASE);
         assert_eq!(cpu.seen[1].pc, 0x2200);
+    }
+
+    #[test]
+    fn slot_pages_are_faulted_in_and_the_access_re_executed() {
+        let ldr = DataAbortIss::with_syndrome(2, false, 1, false, false, false, Fsc::translation(3));
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([dabt(ldr.0, 0x4000_0010), done()]), ..Default::default() };
+        let r = run(&mut cpu, &job());
+        assert_eq!(r.end, ReportEnd::Done);
+        assert_eq!(cpu.maps, 1);
+        assert_eq!(r.exits.len(), 1);
+        // Not retired: the guest re-executes the load on the page now mapped.
+        assert_eq!(cpu.seen[1].pc, abi::RUNTIME_BASE);
     }
 
     #[test]

@@ -22,11 +22,15 @@ pub struct ScriptedCpu {
     pub fp_saves: u32,
     pub irq_is_watchdog: bool,
     pub now: u64,
+    pub maps: u32,
 }
 
 impl Hw for ScriptedCpu {
     fn reset_vcpu(&mut self, _aarch32: bool) {}
     fn install_stage2(&mut self, _vttbr: u64, _vtcr: u64) {}
+    fn stage2_mapped(&mut self) {
+        self.maps += 1;
+    }
     fn enter(&mut self, regs: &mut GuestRegs) -> Trap {
         self.seen.push(*regs);
         self.now += 10;

@@ -128,6 +128,11 @@ impl Hw for Cpu {
         }
     }
 
+    fn stage2_mapped(&mut self) {
+        // SAFETY: barriers only.
+        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+    }
+
     fn enter(&mut self, regs: &mut GuestRegs) -> Trap {
         // SAFETY: `regs` is a valid, exclusive GuestRegs for the duration of the call; the
         // assembly saves and restores every callee-saved register and the stack pointer, and
