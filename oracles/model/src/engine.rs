@@ -197,7 +197,7 @@ impl Cpu {
 
     /// Put the CPU into a case's initial state: every register zero, then `set` applies the
     /// case's values. FP/SIMD stays enabled inside Unicorn: the rules decide traps.
-    pub fn reset(&mut self, fpscr: u32) {
+    pub fn reset(&mut self, fpscr: u32, el0: bool) {
         if self.aarch64 {
             for n in 0..=31 {
                 self.set_gpr(n, 0);
@@ -223,6 +223,11 @@ impl Cpu {
         // The runtime's ERET into the case clears the local exclusive monitor (Arm ARM D1.11
         // "Exception return": ClearExclusiveLocal).
         self.clear_exclusive();
+        if !self.aarch64 {
+            // The runtime enters AArch32 cases in SYS mode (EL1) or USR mode (EL0), A/I/F masked
+            // (guest-payloads lower.rs "Entry").
+            let _ = self.uc.reg_write(RegisterARM::CPSR, if el0 { 0x1d0 } else { 0x1df });
+        }
         let log = self.uc.get_data_mut();
         log.accesses.clear();
         log.undo.clear();

@@ -128,7 +128,7 @@ impl<'a> Run<'a> {
         }
         let with_memory: Vec<&Region> = case.memory.iter().filter(|r| r.kind.has_memory()).collect();
         cpu.map(&slots, |k| case.initial_bytes(with_memory[k])).map_err(|e| format!("the model could not map the case's memory: {}", e.0))?;
-        cpu.reset(case.sysregs.fpscr.unwrap_or(0));
+        cpu.reset(case.sysregs.fpscr.unwrap_or(0), case.state.el == El::El0);
         for (reg, v) in &case.regs {
             match *reg {
                 Reg::X(n) => cpu.set_gpr(n, v.0 as u64),
