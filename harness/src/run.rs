@@ -114,7 +114,8 @@ impl RunResult {
 struct Progress {
     tty: bool,
     total: usize,
-    done: BTreeMap<String, usize>,
+    /// Cases done per backend, and when the last one finished.
+    done: BTreeMap<String, (usize, Instant)>,
     started: Instant,
     last: Instant,
     diverged: usize,
@@ -123,14 +124,20 @@ struct Progress {
 impl Progress {
     fn tick(&mut self, backend: &str, force: bool) {
         if !force {
-            *self.done.entry(backend.to_string()).or_default() += 1;
+            let e = self.done.entry(backend.to_string()).or_insert((0, Instant::now()));
+            e.0 += 1;
+            e.1 = Instant::now();
         }
         if !force && self.last.elapsed() < Duration::from_millis(if self.tty { 200 } else { 5000 }) {
             return;
         }
         self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-        let parts: Vec<String> = self.done.iter().map(|(b, n)| format!("{b} {n}/{} ({:.1}/s)", self.total, *n as f64 / secs)).collect();
+        let parts: Vec<String> = self
+            .done
+            .iter()
+            .map(|(b, (n, last))| format!("{b} {n}/{} ({:.1}/s)", self.total, *n as f64 / last.duration_since(self.started).as_secs_f64().max(1e-6)))
+            .collect();
         let line = format!("{}  [{:.0}s]", parts.join("  "), secs);
         if self.tty {
             eprint!("\r\x1b[K{line}");
