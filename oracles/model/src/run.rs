@@ -595,11 +595,14 @@ impl<'a> Run<'a> {
     /// Check one data access against the rules, in the order the ASL applies them
     /// (AArch64.MemSingle -> alignment pre-checks, then AArch64.S1Translate: walk, memory-type
     /// alignment, permissions; then AArch64.S2Translate: walk, alignment, permissions).
-    fn check_access(&mut self, a: &Access, unit: u64, class: MemClass, unpriv: bool, first_part: bool) -> Result<MemType, Fault> {
+    fn check_access(&mut self, a: &Access, unit: u64, m: &MemOp, first_part: bool) -> Result<MemType, Fault> {
+        let (class, unpriv) = (m.class, m.unpriv);
         let is_aligned = !first_part || memtype::aligned(a.addr, unit);
         // AArch64.UnalignedAccessFaults / AArch32 CheckAlignment: exclusives, atomics,
-        // ordered accesses, SCTLR.A; AArch32 LDM/STM/LDRD/STRD/VLDR need word alignment.
-        let a32_word = matches!(class, MemClass::A32Dual | MemClass::A32Multiple) && first_part && !a.addr.is_multiple_of(4);
+        // ordered accesses, SCTLR.A; AArch32 LDM/STM/LDRD/STRD and the VFP VLDR/VSTR/VLDM/VSTM
+        // (A32Fp without Advanced SIMD) need word alignment whatever SCTLR.A says.
+        let word_only = matches!(class, MemClass::A32Dual | MemClass::A32Multiple) || (class == MemClass::A32Fp && m.fp == Some(false));
+        let a32_word = word_only && first_part && !a.addr.is_multiple_of(4);
         if (!is_aligned && (class.needs_alignment() || self.case.sysregs.align_check)) || a32_word {
             return Err(Fault::Stage1 { fsc: Fsc::ALIGNMENT, level_known: true });
         }
@@ -733,10 +736,11 @@ impl<'a> Run<'a> {
             let split_part = m.size > a.size && k > 0 && accesses[k - 1].addr + u64::from(accesses[k - 1].size) == a.addr;
             let unit = match m.class {
                 MemClass::A32Dual | MemClass::A32Multiple => 4,
+                MemClass::A32Fp if m.fp == Some(false) => 4,
                 _ if m.size > 0 => u64::from(m.size),
                 _ => u64::from(a.size),
             };
-            match self.check_access(a, unit, m.class, m.unpriv, !split_part) {
+            match self.check_access(a, unit, &m, !split_part) {
                 Ok(t) => {
                     combined.push(t);
                     wrote_memory |= a.write;
