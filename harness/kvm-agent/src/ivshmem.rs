@@ -47,15 +47,36 @@ impl Ivshmem {
         Ok(None)
     }
 
-    pub fn len(&self) -> usize {
-        self.len
+    /// Bytes of the BAR that back device slots: all but the mailbox at the end.
+    pub fn device_len(&self) -> usize {
+        self.len.saturating_sub(MAILBOX_SIZE)
     }
 
-    /// A window [off, off+len) of the BAR, page-aligned.
+    /// A window [off, off+len) of the device part of the BAR, page-aligned.
     pub fn window(&self, off: usize, len: usize) -> Option<DeviceWindow> {
-        (off % 4096 == 0 && len % 4096 == 0 && off.checked_add(len)? <= self.len)
+        (off % 4096 == 0 && len % 4096 == 0 && off.checked_add(len)? <= self.device_len())
             // SAFETY: off + len is inside the mapping (checked above).
             .then(|| DeviceWindow { ptr: unsafe { self.ptr.add(off) }, len })
+    }
+}
+
+/// The mailbox: the last MAILBOX_SIZE bytes of the BAR, which the harness writes through the
+/// file that backs QEMU's memory-backend-file (see `console::MAILBOX_MARKER`).
+pub const MAILBOX_SIZE: usize = 2 << 20;
+
+impl Ivshmem {
+    pub fn has_mailbox(&self) -> bool {
+        self.len >= 2 * MAILBOX_SIZE
+    }
+
+    /// Copy `len` bytes at `offset` of the mailbox.
+    pub fn read_mailbox(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
+        if !self.has_mailbox() || offset.checked_add(len)? > MAILBOX_SIZE {
+            return None;
+        }
+        let base = self.len - MAILBOX_SIZE + offset;
+        // SAFETY: base + len is inside the mapping (checked above); byte reads are aligned.
+        Some((0..len).map(|i| unsafe { self.ptr.add(base + i).read_volatile() }).collect())
     }
 }
 

@@ -95,6 +95,7 @@ impl Agent {
             }
         };
         caps.device_ngnre = ivshmem.is_some();
+        caps.mailbox = ivshmem.as_ref().is_some_and(|d| d.has_mailbox());
         watchdog::install();
         Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, spare: None }
     }
@@ -120,7 +121,19 @@ impl Agent {
             };
             for &b in &buf[..n] {
                 match reader.push::<HostMsg>(b) {
-                    None | Some(Line::Noise(_)) => {}
+                    None => {}
+                    Some(Line::Noise(line)) => {
+                        if let Some(rest) = line.strip_prefix(console::MAILBOX_MARKER) {
+                            match self.mailbox(rest) {
+                                Ok(msg) => {
+                                    if !self.handle(msg) {
+                                        return;
+                                    }
+                                }
+                                Err(reason) => self.send(&TargetMsg::BadFrame { reason }),
+                            }
+                        }
+                    }
                     Some(Line::Frame(Frame::Corrupt(why))) => {
                         self.send(&TargetMsg::BadFrame { reason: why.to_string() });
                     }
@@ -131,6 +144,24 @@ impl Agent {
                     }
                 }
             }
+        }
+    }
+
+    /// The message a doorbell line (`@TDM <offset> <len> <crc32>`, hex) points at in the
+    /// ivshmem mailbox.
+    fn mailbox(&self, doorbell: &[u8]) -> Result<HostMsg, String> {
+        let text = std::str::from_utf8(doorbell).map_err(|_| "mailbox doorbell is not text".to_string())?;
+        let f: Vec<u64> = text.split_whitespace().map(|w| u64::from_str_radix(w, 16)).collect::<Result<_, _>>().map_err(|_| format!("mailbox doorbell {text:?} is not three hex numbers"))?;
+        let [offset, len, crc] = f[..] else { return Err(format!("mailbox doorbell {text:?} is not three hex numbers")) };
+        let dev = self.ivshmem.as_ref().ok_or("mailbox doorbell but no ivshmem device")?;
+        let bytes = dev.read_mailbox(offset as usize, len as usize).ok_or_else(|| format!("mailbox range {offset:#x}+{len:#x} is outside the mailbox"))?;
+        if u64::from(trapdiff_arch::crc32::crc32(&bytes)) != crc {
+            return Err("mailbox checksum mismatch".into());
+        }
+        match postcard::from_bytes::<HostMsg>(&bytes) {
+            // Only the harness's own messages, never a doorbell loop.
+            Ok(m) => Ok(m),
+            Err(e) => Err(format!("mailbox message does not decode: {e}")),
         }
     }
 

@@ -116,7 +116,7 @@ impl GuestMemory {
     pub fn add_device(&mut self, dev: &Ivshmem, ipa: u64, size: u64) -> Result<(), String> {
         let len = self.check(ipa, size)?;
         let Some(w) = dev.window(self.device_used, len) else {
-            return Err(format!("device slot {ipa:#x}+{size:#x} does not fit the {:#x}-byte device BAR ({:#x} used)", dev.len(), self.device_used));
+            return Err(format!("device slot {ipa:#x}+{size:#x} does not fit the {:#x}-byte device memory ({:#x} used)", dev.device_len(), self.device_used));
         };
         w.zero();
         self.device_used += len;

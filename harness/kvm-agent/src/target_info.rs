@@ -22,6 +22,8 @@ pub struct Caps {
     pub vcpu_events: bool,
     /// Device-nGnRE slots can be backed by a device BAR (ivshmem.rs); not a KVM cap.
     pub device_ngnre: bool,
+    /// The harness may put messages in the ivshmem mailbox (console::MAILBOX_MARKER).
+    pub mailbox: bool,
 }
 
 impl Caps {
@@ -34,6 +36,7 @@ impl Caps {
             immediate_exit: kvm.check_extension(Cap::ImmediateExit),
             vcpu_events: kvm.check_extension(Cap::VcpuEvents),
             device_ngnre: false,
+            mailbox: false,
         }
     }
 
@@ -47,6 +50,7 @@ impl Caps {
             (self.immediate_exit, "immediate_exit"),
             (self.vcpu_events, "vcpu_events"),
             (self.device_ngnre, "device_ngnre"),
+            (self.mailbox, "mailbox"),
         ] {
             if on {
                 v.push(name.to_string());
