@@ -52,6 +52,11 @@ pub struct Profile {
     pub nisv_iss_mask: u64,
     /// A write to a read-only memslot with a valid syndrome is an MMIO exit.
     pub ro_write_is_mmio: bool,
+    /// The hypervisor implements PSCI and SMCCC discovery calls over HVC (whose results the
+    /// model does not predict); other function IDs get SMCCC_RET_NOT_SUPPORTED.
+    pub psci: bool,
+    /// An unsupported HVC also zeroes x1..x3 (r1..r3).
+    pub hvc_clears_x1_x3: bool,
 }
 
 const ENOSYS: i32 = 38;
@@ -80,6 +85,10 @@ pub const LINUX_6_1: Profile = Profile {
     nisv_iss_mask: NISV_SANITIZED,
     // api.rst 4.35 KVM_SET_USER_MEMORY_REGION: "writes [to a KVM_MEM_READONLY slot] will be posted to userspace as KVM_EXIT_MMIO exits".
     ro_write_is_mmio: true,
+    // hypercalls.c kvm_hvc_call_handler() -> psci.c kvm_psci_call(): PSCI 1.1 and SMCCC 1.1.
+    psci: true,
+    // psci.c kvm_psci_0_2_call(): "val = PSCI_RET_NOT_SUPPORTED" then smccc_set_retval(vcpu, val, 0, 0, 0).
+    hvc_clears_x1_x3: true,
 };
 
 /// What the in-repo refhyp implements (oracles/refhyp/src/policy.rs, its rule table). It
@@ -103,6 +112,10 @@ pub const REFERENCE: Profile = Profile {
     mmio_abort_retires: false,
     nisv_iss_mask: NISV_SANITIZED,
     ro_write_is_mmio: true,
+    // oracles/refhyp/src/policy.rs: "HVC / SMC: SMCCC not supported (x0 = -1) ... the refhyp
+    // implements no PSCI"; runner.rs writes x0 only.
+    psci: false,
+    hvc_clears_x1_x3: false,
 };
 
 /// Every profile, default first.

@@ -398,6 +398,32 @@ impl<'a> Run<'a> {
                     self.exception(Vector::Sync, Esr::new(Ec::SVC64, true, imm & 0xffff).0, None, pc, size)
                 }
             }
+            Op::Brk { imm } => {
+                if self.aarch32() {
+                    // BKPT: a Prefetch Abort with a debug-event status (Arm ARM, AArch32
+                    // "Breakpoint instruction exceptions"; LPAE IFSR STATUS 0b100010), no IFAR.
+                    self.exception(Vector::PrefetchAbort, syndrome::a32_ifsr(Fsc::DEBUG), None, pc, size)
+                } else {
+                    // ESR_EL1.EC 0x3C, IL, ISS = imm16 (Arm ARM D24.2.41, EC 0x3C).
+                    self.exception(Vector::Sync, Esr::new(Ec::BRK64, true, imm & 0xffff).0, None, pc, size)
+                }
+            }
+            // At EL0 the runtime leaves SCTLR.nTWI/nTWE = 0 (guest-payloads lower.rs "SCTLR"):
+            // A64 traps to EL1 with EC 0x01, ISS CV=1, COND=0xE, TI = 0 (WFI) / 1 (WFE) (Arm ARM
+            // D24.2.41, EC 0x01); AArch32 EL0 under an AArch32 EL1: UNDEFINED (G8.2.126 SCTLR.nTWI).
+            Op::Wfi | Op::Wfe if el0 && self.aarch32() => self.undefined(pc, size),
+            Op::Wfi | Op::Wfe if el0 => {
+                let ti = u32::from(op == Op::Wfe);
+                self.exception(Vector::Sync, Esr::new(Ec::WFX, true, (1 << 24) | (0xe << 20) | ti).0, None, pc, size)
+            }
+            // At EL1, KVM traps WFI (HCR_EL2.TWI) and blocks the vCPU until an interrupt is
+            // pending (handle_exit.c kvm_handle_wfx -> kvm_vcpu_wfi); no case enables one, so the
+            // watchdog ends the case. WFE is retired (kvm_handle_wfx -> kvm_vcpu_on_spin).
+            Op::Wfi => Flow::End(End::Timeout),
+            Op::Wfe => Flow::At(pc + size),
+            // HVC/SMC at EL0 are UNDEFINED (Arm ARM C6.2.132 HVC, C6.2.319 SMC).
+            Op::Hvc | Op::Smc if el0 => self.undefined(pc, size),
+            Op::Hvc | Op::Smc => self.smccc(pc, size, op == Op::Hvc),
             Op::Undefined => self.undefined(pc, size),
             Op::Privileged if el0 => self.undefined(pc, size),
             Op::Fp { advsimd, access } => {
@@ -419,6 +445,28 @@ impl<'a> Run<'a> {
             }
             Op::Privileged | Op::Other => self.unicorn_step(pc, size, word),
         }
+    }
+
+    /// HVC and SMC at EL1: the hypervisor answers (handle_exit.c handle_hvc / handle_smc). SMC
+    /// is trapped by HCR_EL2.TSC and answered SMCCC_RET_NOT_SUPPORTED with the PC advanced
+    /// ("We need to advance the PC after the trap"); HVC per the profile's SMCCC services.
+    fn smccc(&mut self, pc: u64, size: u64, hvc: bool) -> Flow {
+        let func = self.reg_value(0) as u32;
+        // SMCCC owning entities: Arm architecture (0x80/0x00), standard secure/PSCI (0x84/0xc4),
+        // standard hypervisor (0x85/0xc5), vendor hypervisor (0x86/0xc6) (DEN0028 "Function
+        // Identifier").
+        let served = matches!(func >> 24, 0x80 | 0x84 | 0xc4 | 0x85 | 0xc5 | 0x86 | 0xc6);
+        if hvc && self.profile.psci && served {
+            return Flow::End(End::Skipped { reason: format!("HVC function {func:#x}: PSCI/SMCCC services are not modelled") });
+        }
+        self.set_reg_result(0, u64::MAX);
+        if hvc && self.profile.hvc_clears_x1_x3 {
+            for r in 1..=3 {
+                self.set_reg_result(r, 0);
+            }
+        }
+        self.cpu.set_pc(pc + size);
+        Flow::At(pc + size)
     }
 
     /// Let Unicorn run an instruction the rules have nothing to say about. Nothing is saved

@@ -297,3 +297,28 @@ fn profiles_differ_where_they_say() {
     assert_eq!(reference.end, End::Done);
     assert_eq!(reference.meta.policy.as_deref(), Some("reference"));
 }
+
+#[test]
+fn brk_wfi_wfe_hvc_smc() {
+    // brk #1: EC 0x3C, ISS = imm16, taken at the BRK itself.
+    let c = case("a64", "el1", &[(0xd420_0020, "brk #1")], json!({}), json!({}));
+    assert_eq!(exception(&predict(&c), 0), (Vector::Sync, 0xf200_0001, None, CODE));
+    // wfi at EL1 blocks until an interrupt no case enables: the watchdog ends the case.
+    let c = case("a64", "el1", &[(0xd503_207f, "wfi")], json!({}), json!({}));
+    assert_eq!(predict(&c).end, End::Timeout);
+    // wfe at EL0 traps to EL1 (SCTLR_EL1.nTWE = 0): EC 0x01, CV, COND 0xE, TI = 1.
+    let c = case("a64", "el0", &[(0xd503_205f, "wfe")], json!({}), json!({}));
+    assert_eq!(exception(&predict(&c), 0).1, 0x07e0_0001);
+    // hvc #0 with an unallocated function ID: SMCCC_RET_NOT_SUPPORTED in x0, x1..x3 zeroed
+    // (Linux); the refhyp leaves x1 alone.
+    let c = case("a64", "el1", &[(0xd400_0002, "hvc #0")], json!({"x0": "0x12345", "x1": "0x77"}), json!({}));
+    let o = predict(&c);
+    assert_eq!((reg(&o, "x0"), reg(&o, "x1")), (u128::from(u64::MAX), 0));
+    let o = Model::new(profile("reference").expect("p")).predict(&c);
+    assert_eq!((reg(&o, "x0"), reg(&o, "x1")), (u128::from(u64::MAX), 0x77));
+    // smc #0: trapped by HCR_EL2.TSC, NOT_SUPPORTED, PC advanced.
+    let c = case("a64", "el1", &[(0xd400_0003, "smc #0"), (0xd28c_01a9, "mov x9, #0x600d")], json!({}), json!({}));
+    let o = predict(&c);
+    assert!(o.events.is_empty());
+    assert_eq!((reg(&o, "x0"), reg(&o, "x9")), (u128::from(u64::MAX), 0x600d));
+}

@@ -117,6 +117,23 @@ pub fn decode_a32(w: u32) -> Op {
         }
         return Op::Other;
     }
+    // BKPT #imm16 (F5.1.23; unconditional) and WFI (F5.1.313).
+    if w & 0x0ff0_00f0 == 0x0120_0070 {
+        return Op::Brk { imm: (bits(w, 19, 8) << 4) | bits(w, 3, 0) };
+    }
+    if w & 0x0fff_ffff == 0x0320_f003 {
+        return Op::Wfi;
+    }
+    if w & 0x0fff_ffff == 0x0320_f002 {
+        return Op::Wfe;
+    }
+    // HVC #imm16 (F5.1.74), SMC #imm4 (F5.1.198).
+    if w & 0x0ff0_00f0 == 0x0140_0070 {
+        return Op::Hvc;
+    }
+    if w & 0x0ff0_00f0 == 0x0160_0070 {
+        return Op::Smc;
+    }
     let op1 = bits(w, 27, 25);
     let rn = bits(w, 19, 16) as u8;
     let rt = bits(w, 15, 12) as u8;
@@ -295,6 +312,20 @@ pub fn decode_t32(w: u32) -> Op {
         }
         return Op::Undefined;
     }
+    // HVC.W 1111 0111 1110 imm4 1000 imm12; SMC 1111 0111 1111 imm4 1000 0000 0000 0000.
+    if hw1 & 0xfff0 == 0xf7e0 && hw2 & 0xf000 == 0x8000 {
+        return Op::Hvc;
+    }
+    if hw1 & 0xfff0 == 0xf7f0 && hw2 == 0x8000 {
+        return Op::Smc;
+    }
+    // WFI.W.
+    if w == 0xf3af_8003 {
+        return Op::Wfi;
+    }
+    if w == 0xf3af_8002 {
+        return Op::Wfe;
+    }
     // UDF.W: 1111 0111 1111 xxxx 1010 xxxx.
     if hw1 & 0xfff0 == 0xf7f0 && hw2 & 0xf000 == 0xa000 {
         return Op::Undefined;
@@ -337,6 +368,16 @@ fn decode_t16(h: u16) -> Op {
             }
             if h & 0xff00 == 0xdf00 {
                 return Op::Svc { imm: h & 0xff };
+            }
+            // BKPT #imm8; WFI (16-bit).
+            if h & 0xff00 == 0xbe00 {
+                return Op::Brk { imm: h & 0xff };
+            }
+            if h == 0xbf30 {
+                return Op::Wfi;
+            }
+            if h == 0xbf20 {
+                return Op::Wfe;
             }
             if h & 0xff00 == 0xde00 {
                 return Op::Undefined;

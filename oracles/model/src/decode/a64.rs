@@ -20,6 +20,24 @@ pub fn decode(w: u32) -> Op {
     if w & 0xffe0_001f == 0xd400_0001 {
         return Op::Svc { imm: bits(w, 20, 5) };
     }
+    // HVC #imm16 (C6.2.132), SMC #imm16 (C6.2.319).
+    if w & 0xffe0_001f == 0xd400_0002 {
+        return Op::Hvc;
+    }
+    if w & 0xffe0_001f == 0xd400_0003 {
+        return Op::Smc;
+    }
+    // BRK #imm16 (C6.2.40).
+    if w & 0xffe0_001f == 0xd420_0000 {
+        return Op::Brk { imm: bits(w, 20, 5) };
+    }
+    // WFI (C6.2.391).
+    if w == 0xd503_207f {
+        return Op::Wfi;
+    }
+    if w == 0xd503_205f {
+        return Op::Wfe;
+    }
     // UDF #imm16 (C6.2.388): permanently undefined.
     if w & 0xffff_0000 == 0 {
         return Op::Undefined;
@@ -362,6 +380,8 @@ mod tests {
         assert_eq!(decode(0xd518_1041), Op::SysWrite { target: SysTarget::Cpacr, rt: 1 });
         assert_eq!(decode(0xd53b_4402), Op::SysRead { target: SysTarget::FpStatus, rt: 2 });
         assert_eq!(decode(0xd400_0fa1), Op::Svc { imm: 0x7d });
+        assert_eq!(decode(0xd420_0020), Op::Brk { imm: 1 });
+        assert_eq!(decode(0xd503_207f), Op::Wfi);
         assert_eq!(decode(0xf980_0000), Op::Other);
         // fadd d0, d1, d2; add x0, x1, x2
         assert!(matches!(decode(0x1e62_2820), Op::Fp { .. }));

@@ -55,6 +55,16 @@ pub enum SysTarget {
 pub enum Op {
     /// SVC #imm (the runtime's end marker is recognised by address, not here).
     Svc { imm: u32 },
+    /// BRK #imm (A64) / BKPT #imm (AArch32): a Breakpoint Instruction exception.
+    Brk { imm: u32 },
+    /// WFI: wait for an interrupt.
+    Wfi,
+    /// WFE: wait for an event (a hint unless trapped).
+    Wfe,
+    /// HVC: a hypervisor call.
+    Hvc,
+    /// SMC: a secure monitor call (trapped to the hypervisor by HCR_EL2.TSC).
+    Smc,
     Mem(MemOp),
     /// Cache maintenance or DC ZVA by VA in register `reg`.
     Cmo { kind: CmoKind, reg: u8 },
