@@ -48,6 +48,9 @@ enum Fault {
     /// decide the level.
     Stage1 { fsc: Fsc, level_known: bool },
     Stage2(S2Fault),
+    /// The address lies in the guest runtime's reserved range (abi::RESERVED_BASE..END): what
+    /// happens there depends on the runtime's own mappings, which the model does not hold.
+    Reserved,
 }
 
 /// What one instruction did to control flow.
@@ -92,6 +95,20 @@ pub(crate) struct Run<'a> {
     monitor: Option<u64>,
     /// The instruction word being executed (for fields the classes do not carry).
     word: u32,
+}
+
+fn reserved(addr: u64) -> bool {
+    (abi::RESERVED_BASE..abi::RESERVED_END).contains(&addr)
+}
+
+fn reserved_end(addr: u64) -> End {
+    End::Skipped {
+        reason: format!(
+            "the case touches {addr:#x}, inside the guest runtime's reserved range {:#x}..{:#x}; the model does not hold the runtime's memory",
+            abi::RESERVED_BASE,
+            abi::RESERVED_END
+        ),
+    }
 }
 
 fn mask(len: u8) -> u64 {
@@ -248,6 +265,9 @@ impl<'a> Run<'a> {
     }
 
     fn fetch_fault(&mut self, pc: u64) -> Option<Fault> {
+        if reserved(pc) {
+            return Some(Fault::Reserved);
+        }
         let idx = self.region_index(pc);
         if self.case.sysregs.mmu {
             let Some(i) = idx else {
@@ -283,6 +303,7 @@ impl<'a> Run<'a> {
     fn instruction_abort(&mut self, pc: u64, f: Fault) -> Flow {
         let from_el0 = self.el == El::El0;
         match f {
+            Fault::Reserved => Flow::End(reserved_end(pc)),
             Fault::Stage1 { fsc, level_known } => {
                 let (vector, syndrome) = if self.aarch32() {
                     (Vector::PrefetchAbort, syndrome::a32_ifsr(fsc))
@@ -645,6 +666,9 @@ impl<'a> Run<'a> {
     /// alignment, permissions; then AArch64.S2Translate: walk, alignment, permissions).
     fn check_access(&mut self, a: &Access, unit: u64, m: &MemOp, first_part: bool) -> Result<MemType, Fault> {
         let (class, unpriv) = (m.class, m.unpriv);
+        if reserved(a.addr) {
+            return Err(Fault::Reserved);
+        }
         let is_aligned = !first_part || memtype::aligned(a.addr, unit);
         // AArch64.UnalignedAccessFaults / AArch32 CheckAlignment: exclusives, atomics,
         // ordered accesses, SCTLR.A; AArch32 LDM/STM/LDRD/STRD and the VFP VLDR/VSTR/VLDM/VSTM
@@ -903,6 +927,7 @@ impl<'a> Run<'a> {
             a.write
         };
         match f {
+            Fault::Reserved => Flow::End(reserved_end(a.addr)),
             Fault::Stage1 { fsc, level_known } => self.data_abort_s1(pc, size, a.addr, fsc, false, wnr, level_known),
             Fault::Stage2(kind) => self.stage2_abort(pc, size, a, m.syndrome, false, wnr, kind),
         }
@@ -1034,6 +1059,9 @@ impl<'a> Run<'a> {
         }
         let regval = self.reg_value(reg);
         let va = if kind.is_zero() { regval & !(machine::DCZ_BLOCK - 1) } else { regval };
+        if reserved(va) {
+            return Flow::End(reserved_end(va));
+        }
         let (cm, wnr) = cmo::fault_cm_wnr(kind);
         let idx = self.region_index(va);
         // Stage 1.
@@ -1210,7 +1238,3 @@ impl<'a> Run<'a> {
     }
 }
 
-#[allow(dead_code)]
-fn _abi_link() -> u64 {
-    abi::END_SVC_IMM.into()
-}
