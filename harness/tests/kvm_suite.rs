@@ -59,6 +59,7 @@ fn every_family_runs_on_the_default_kernel() {
         assert!(ran.get(family).copied().unwrap_or(0) > 0, "no {family} case ran (all skipped?)");
     }
     assert_eq!(b.boots, 1, "one boot for all of them");
+    assert!(b.uses_mailbox(), "jobs go through the ivshmem mailbox under QEMU");
 }
 
 #[test]

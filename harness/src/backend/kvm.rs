@@ -163,6 +163,7 @@ impl SharedMemory {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = paths::build_dir().join("kvm");
         std::fs::create_dir_all(&dir).map_err(|e| KvmError::Io(dir.clone(), e))?;
+        remove_stale(&dir);
         let path = dir.join(format!("shm-{}-{}.mem", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let file = File::options().read(true).write(true).create(true).truncate(true).open(&path).map_err(|e| KvmError::Io(path.clone(), e))?;
         let mailbox = SHARED_MEMORY_BYTES - MAILBOX_BYTES;
@@ -177,6 +178,18 @@ impl SharedMemory {
         self.file.write_all_at(payload, self.mailbox + offset)?;
         let crc = trapdiff_arch::crc32::crc32(payload);
         Ok(format!("{MAILBOX_MARKER} {offset:x} {:x} {crc:08x}\n", payload.len()).into_bytes())
+    }
+}
+
+/// Remove shared-memory files of harness processes that are gone (killed before Drop ran).
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("shm-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -225,6 +238,11 @@ impl KvmBackend {
 
     pub fn info(&self) -> Option<&TargetInfo> {
         self.info.as_ref()
+    }
+
+    /// Jobs go through the shared-memory mailbox (QEMU mode, agent offers it).
+    pub fn uses_mailbox(&self) -> bool {
+        self.mailbox
     }
 
     /// Send a message, through the mailbox when it is big and the agent takes that.
