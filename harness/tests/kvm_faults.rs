@@ -51,7 +51,7 @@ fn corrupted_frames_are_answered_and_survived() {
     t.send_raw(b"hello agent\n@TD zz 00000000\n@TD \n\x00\x01\x02\xff\xfe garbage\n");
     ping(&mut t, 7);
     let mut long = b"@TD ".to_vec();
-    long.extend(std::iter::repeat(b'q').take(8 * 1024));
+    long.extend(std::iter::repeat_n(b'q', 8 * 1024));
     long.extend_from_slice(b" 00000000\n");
     t.send_raw(&long);
     ping(&mut t, 8);

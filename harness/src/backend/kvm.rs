@@ -461,6 +461,16 @@ fn initramfs_for(agent: &Path) -> Result<PathBuf, KvmError> {
         let tmp = dir.join(format!(".initramfs-{}.tmp", std::process::id()));
         std::fs::write(&tmp, &archive).map_err(|e| KvmError::Io(tmp.clone(), e))?;
         std::fs::rename(&tmp, &path).map_err(|e| KvmError::Io(path.clone(), e))?;
+        // Archives of earlier agent builds, unless a long-running harness may still boot one.
+        let day = Duration::from_secs(24 * 3600);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let old = e.path();
+            let is_archive = old.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("initramfs-") && n.ends_with(".cpio"));
+            let stale = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > day);
+            if is_archive && stale && old != path {
+                let _ = std::fs::remove_file(old);
+            }
+        }
     }
     Ok(path)
 }
