@@ -150,6 +150,12 @@ impl Cpu {
         }
     }
 
+    fn read_half(&self, addr: u64) -> u16 {
+        let mut b = [0u8; 2];
+        let _ = self.uc.mem_read(addr, &mut b);
+        u16::from_le_bytes(b)
+    }
+
     pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
         self.uc.mem_read_as_vec(addr, len).unwrap_or_else(|_| vec![0; len])
     }
@@ -241,7 +247,11 @@ impl Cpu {
             log.undo.clear();
         }
         let begin = if thumb { pc | 1 } else { pc };
-        match self.uc.emu_start(begin, u64::MAX, 0, 1) {
+        // `until` right after this instruction makes Unicorn end its translation block there,
+        // so it never decodes the next word (its TCG front end aborts the process on some
+        // unallocated encodings; the rules see every word before Unicorn does).
+        let until = pc + if thumb && !trapdiff_arch::case::t32_is_32bit(self.read_half(pc)) { 2 } else { 4 };
+        match self.uc.emu_start(begin, until, 0, 1) {
             Ok(()) => Ok(()),
             Err(e) => {
                 use unicorn_engine::unicorn_const::uc_error as E;

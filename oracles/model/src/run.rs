@@ -410,6 +410,14 @@ impl<'a> Run<'a> {
     fn execute(&mut self, pc: u64, size: u64, word: u32, op: Op) -> Flow {
         let el0 = self.el == El::El0;
         self.word = word;
+        // An encoding Capstone (LLVM's decode tables) does not decode is unallocated: UNDEFINED.
+        // Checked before Unicorn ever sees it: Unicorn's TCG front end aborts the process on
+        // some unallocated encodings instead of raising UNDEFINED.
+        let bytes = self.insn_bytes(word, size);
+        let operand = self.dis.has_memory_operand(self.isa, &bytes);
+        if operand.is_none() && !matches!(op, Op::Svc { .. } | Op::Undefined) {
+            return self.undefined(pc, size);
+        }
         match op {
             Op::Svc { imm } => {
                 if self.aarch32() {
@@ -459,7 +467,7 @@ impl<'a> Run<'a> {
             Op::CmoNoAddress => Flow::At(pc + size),
             Op::SysRead { target, rt } => self.sys_read(pc, size, word, target, rt),
             Op::SysWrite { target, rt } => self.sys_write(pc, size, word, target, rt),
-            Op::Other if self.may_access_memory(word) && self.dis.has_memory_operand(self.isa, &self.insn_bytes(word, size)) == Some(true) => {
+            Op::Other if operand == Some(true) => {
                 // Capstone sees a memory operand the decoders did not classify: the access
                 // goes through the rules with no valid syndrome.
                 self.memory_op(pc, size, UNCLASSIFIED)
@@ -509,16 +517,6 @@ impl<'a> Run<'a> {
                 Flow::End(End::Skipped { reason: format!("the model cannot execute `{text}` at {pc:#x} ({e:?} in Unicorn)") })
             }
         }
-    }
-
-    /// Encoding groups that cannot hold a memory access (A64 data processing and branches,
-    /// C4.1: op0 = 100x, 101x except System, x101) need no second opinion.
-    fn may_access_memory(&self, word: u32) -> bool {
-        if self.isa != Isa::A64 {
-            return true;
-        }
-        let op0 = (word >> 25) & 0xf;
-        op0 & 0b0101 == 0b0100 || word & 0xffc0_0000 == 0xd500_0000
     }
 
     fn insn_bytes(&self, word: u32, size: u64) -> Vec<u8> {

@@ -52,9 +52,31 @@ pub fn decode(w: u32) -> Op {
     }
     // Data Processing -- Scalar Floating-Point and Advanced SIMD: op0 = x111 (C4.1.96).
     if op0 & 0b0111 == 0b0111 {
+        if let Some(false) = fp16_two_reg_misc_allocated(w) {
+            return Op::Undefined;
+        }
         return Op::Fp { advsimd: true, access: A32FpAccess::Normal };
     }
     Op::Other
+}
+
+/// Advanced SIMD (scalar) two-register miscellaneous (FP16) (C4.1.96.10 / C4.1.96.23): whether
+/// the (U, a, opcode) combination is allocated; None when `w` is not in that group. The
+/// unallocated combinations are UNDEFINED, and must never reach Unicorn, whose TCG front end
+/// aborts on them (disas_simd_two_reg_misc_fp16: g_assert_not_reached).
+fn fp16_two_reg_misc_allocated(w: u32) -> Option<bool> {
+    let vector = w & 0x9f7e_0c00 == 0x0e78_0800;
+    let scalar = w & 0xdf7e_0c00 == 0x5e78_0800;
+    if !vector && !scalar {
+        return None;
+    }
+    let fpop = bits(w, 16, 12) | (bits(w, 23, 23) << 5) | (bits(w, 29, 29) << 6);
+    const VECTOR: &[u32] = &[
+        0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x2c, 0x2d, 0x2e, 0x2f, 0x38, 0x39, 0x3a, 0x3b, 0x3d, 0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x6c,
+        0x6d, 0x6f, 0x79, 0x7a, 0x7b, 0x7d, 0x7f,
+    ];
+    const SCALAR: &[u32] = &[0x1a, 0x1b, 0x1c, 0x1d, 0x2c, 0x2d, 0x2e, 0x3a, 0x3b, 0x3d, 0x3f, 0x5a, 0x5b, 0x5c, 0x5d, 0x6c, 0x6d, 0x7a, 0x7b, 0x7d];
+    Some(if vector { VECTOR.contains(&fpop) } else { SCALAR.contains(&fpop) })
 }
 
 fn system(w: u32) -> Op {

@@ -67,6 +67,15 @@ impl Disassemblers {
         };
         let insns = cs.disasm_count(bytes, 0, 1).ok()?;
         let insn = insns.iter().next()?;
+        if isa == Isa::A64 && bytes.len() == 4 {
+            let w = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            if w & 0xffc0_0000 == 0xd500_0000 {
+                // System instructions have no memory operand, and converting their operands
+                // builds an Arm64Sysreg enum from values it may not list (undefined behaviour
+                // in capstone 0.14's arch/arm64.rs, a crash in practice).
+                return Some(false);
+            }
+        }
         let detail = cs.insn_detail(insn).ok()?;
         let ops = detail.arch_detail().operands();
         Some(ops.iter().any(|op| match op {
