@@ -67,6 +67,9 @@ fn agent_runs_hand_built_jobs() {
     let r = run(&mut t, &job(3, &stp));
     assert_eq!(r.end, ReportEnd::RunError { errno: libc_enosys() });
     assert!(r.exits.is_empty());
+    // KVM logs the unhandled access (arch/arm64/kvm/mmio.c io_mem_abort, KERN_ERR); the agent
+    // forwards it from /dev/kmsg as a Log frame before the result, which the harness keeps.
+    assert!(t.tail().contains("[target] kernel messages during job seq 3") && t.tail().contains("Data abort outside memslots"), "{}", t.tail());
 
     // With the cap: a NISV exit with the IPA; on_nisv: stop ends the job there.
     let mut j = job(4, &stp);
