@@ -240,17 +240,18 @@ impl Cpu {
     }
 
     /// Execute exactly one instruction at `pc` (T32: `thumb`). The hooks' log starts empty.
-    pub fn step(&mut self, pc: u64, thumb: bool) -> Result<(), StepError> {
+    pub fn step(&mut self, pc: u64, thumb: bool, single: bool) -> Result<(), StepError> {
         {
             let log = self.uc.get_data_mut();
             log.accesses.clear();
             log.undo.clear();
         }
         let begin = if thumb { pc | 1 } else { pc };
-        // `until` right after this instruction makes Unicorn end its translation block there,
-        // so it never decodes the next word (its TCG front end aborts the process on some
-        // unallocated encodings; the rules see every word before Unicorn does).
-        let until = pc + if thumb && !trapdiff_arch::case::t32_is_32bit(self.read_half(pc)) { 2 } else { 4 };
+        // `single`: `until` right after this instruction makes Unicorn end its translation
+        // block there, so it never decodes the next word (its TCG front end aborts the process
+        // on some unallocated encodings). It costs a translation per step, so the caller asks
+        // for it only where such a word may follow.
+        let until = if single { pc + if thumb && !trapdiff_arch::case::t32_is_32bit(self.read_half(pc)) { 2 } else { 4 } } else { u64::MAX };
         match self.uc.emu_start(begin, until, 0, 1) {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -95,6 +95,9 @@ pub(crate) struct Run<'a> {
     monitor: Option<u64>,
     /// The instruction word being executed (for fields the classes do not carry).
     word: u32,
+    /// The case's code holds a word Unicorn must never translate ahead of time (see
+    /// `single_step`).
+    risky_code: bool,
 }
 
 fn reserved(addr: u64) -> bool {
@@ -190,7 +193,47 @@ impl<'a> Run<'a> {
             accesses: Vec::with_capacity(8),
             monitor: None,
             word: 0,
-        })
+            risky_code: false,
+        }
+        .with_risk_scan())
+    }
+
+    /// Scan the case's code for words Unicorn's translator must not see ahead of execution:
+    /// words the rules call UNDEFINED (Capstone cannot decode them, or they are known
+    /// unallocated) and A64 FP/SIMD data processing, where Unicorn's decoders assert on
+    /// unallocated encodings.
+    fn with_risk_scan(mut self) -> Run<'a> {
+        let isa = self.isa;
+        let mut risky = false;
+        for insn in &self.case.code.insns {
+            let size = u64::from(insn.size(isa));
+            let op = match isa {
+                Isa::A64 => a64::decode(insn.w),
+                Isa::A32 => a32::decode_a32(insn.w),
+                Isa::T32 => a32::decode_t32(insn.w),
+            };
+            let undecodable = self.dis.has_memory_operand(isa, &self.insn_bytes(insn.w, size)).is_none();
+            let simd = isa == Isa::A64 && matches!(op, Op::Fp { .. });
+            if undecodable || simd || op == Op::Undefined {
+                risky = true;
+                break;
+            }
+        }
+        self.risky_code = risky;
+        self
+    }
+
+    /// Whether Unicorn must translate only the instruction at `pc`: always outside the case's
+    /// own (scanned) code, and inside it when the scan found a risky word.
+    fn single_step(&self, pc: u64) -> bool {
+        self.risky_code || !self.in_code(pc)
+    }
+
+    /// Whether `addr` lies in the case's code (with the end marker).
+    fn in_code(&self, addr: u64) -> bool {
+        let start = self.case.code.ipa;
+        let end = start + self.case.code.size(self.isa) + abi::code_trailer_size(self.isa);
+        (start..end).contains(&addr)
     }
 
     pub(crate) fn run(&mut self) -> Outcome {
@@ -502,7 +545,7 @@ impl<'a> Run<'a> {
     /// first: the decoders and Capstone have already routed every instruction with a memory
     /// operand to `memory_op`, and Unicorn leaves the state untouched when it refuses one.
     fn unicorn_step(&mut self, pc: u64, size: u64, word: u32) -> Flow {
-        let r = self.cpu.step(pc, self.isa == Isa::T32);
+        let r = self.cpu.step(pc, self.isa == Isa::T32, self.single_step(pc));
         if !self.cpu.log().accesses.is_empty() {
             let text = self.dis.text(self.isa, &self.insn_bytes(word, size));
             return Flow::End(End::Skipped {
@@ -761,7 +804,7 @@ impl<'a> Run<'a> {
         } else {
             self.cpu.save_gprs(&mut self.gpr_save);
         }
-        let r = self.cpu.step(pc, self.isa == Isa::T32);
+        let r = self.cpu.step(pc, self.isa == Isa::T32, self.single_step(pc));
         let mut accesses = std::mem::take(&mut self.accesses);
         accesses.clear();
         accesses.extend_from_slice(&self.cpu.log().accesses);
@@ -817,6 +860,10 @@ impl<'a> Run<'a> {
                     if a.write {
                         if let Some(i) = self.region_index(a.addr) {
                             self.dirty.insert(i);
+                        }
+                        // New code was written into the scanned range: it has not been scanned.
+                        if self.in_code(a.addr) {
+                            self.risky_code = true;
                         }
                     }
                 }
@@ -1128,6 +1175,9 @@ impl<'a> Run<'a> {
                 self.cpu.write_mem(va, &zeros);
                 if let Some(i) = idx {
                     self.dirty.insert(i);
+                }
+                if self.in_code(va) || self.in_code(va + machine::DCZ_BLOCK - 1) {
+                    self.risky_code = true;
                 }
             }
         }
