@@ -629,7 +629,21 @@ impl<'a> Run<'a> {
                 self.note_impdef(rt, "ID and cache-geometry registers are IMPLEMENTATION DEFINED (Arm ARM D24.2 MIDR_EL1, CTR_EL0, DCZID_EL0)");
                 flow
             }
-            SysTarget::El1Other | SysTarget::El0Other => self.unicorn_step(pc, size, word),
+            SysTarget::El1Other => {
+                // SCTLR, TCR, MAIR, TTBR, VBAR, ... hold the guest runtime's values (guest-payloads
+                // lower.rs), which the model does not keep; the result is not predicted.
+                let flow = self.unicorn_step(pc, size, word);
+                self.note_impdef(rt, "the guest runtime's own system-register values (SCTLR, TCR, MAIR, TTBR, VBAR, ...) are not modelled");
+                flow
+            }
+            SysTarget::El0Other => {
+                let flow = self.unicorn_step(pc, size, word);
+                // CRn == 14: the generic timer's counters, which advance in real time.
+                if !self.aarch32() && (word >> 12) & 0xf == 14 {
+                    self.note_impdef(rt, "generic timer counters advance in real time (Arm ARM D11 \"The Generic Timer\")");
+                }
+                flow
+            }
         }
     }
 
