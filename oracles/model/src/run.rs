@@ -271,6 +271,12 @@ impl<'a> Run<'a> {
     // ---- instruction fetch -------------------------------------------------------------
 
     fn step(&mut self, pc: u64) -> Flow {
+        if self.isa == Isa::A64 && pc % 4 != 0 {
+            // Misaligned PC: a PC alignment fault, EC 0x22, FAR = the PC (Arm ARM "PC alignment
+            // checking"; ESR_EL1 EC 0x22). The runtime resumes at ELR + 4, misaligned again, so
+            // this repeats until the exception limit.
+            return self.exception(Vector::Sync, Esr::new(Ec::PC_ALIGN, true, 0).0, Some(pc), pc, 4);
+        }
         // Instruction fetch: stage 1 execute permission, then stage 2 (Arm ARM D8.4, ASL
         // AArch64.S1CheckPermission / S2CheckPermission for AccessType_IFETCH).
         if let Some(f) = self.fetch_fault(pc) {
