@@ -271,7 +271,7 @@ impl<'a> Run<'a> {
     // ---- instruction fetch -------------------------------------------------------------
 
     fn step(&mut self, pc: u64) -> Flow {
-        if self.isa == Isa::A64 && pc % 4 != 0 {
+        if self.isa == Isa::A64 && !pc.is_multiple_of(4) {
             // Misaligned PC: a PC alignment fault, EC 0x22, FAR = the PC (Arm ARM "PC alignment
             // checking"; ESR_EL1 EC 0x22). The runtime resumes at ELR + 4, misaligned again, so
             // this repeats until the exception limit.
