@@ -1097,7 +1097,17 @@ impl<'a> Run<'a> {
         if !self.count_exit() {
             return Flow::End(End::ExitLimit);
         }
+        let n = self.events.len();
         self.events.push(Event::Nisv { esr_iss: iss & self.profile.nisv_iss_mask, ipa });
+        if trapdiff_arch::esr::Fsc((iss & 0x3f) as u8).kind() == trapdiff_arch::esr::FaultKind::Translation {
+            // The level at which the stage-2 walk found no entry depends on the hypervisor's
+            // own stage-2 tables (Arm ARM D8.3: the level of the invalid descriptor).
+            self.unknown.push(Unknown {
+                path: format!("events[{n}].esr_iss"),
+                mask: 0x3,
+                why: "stage-2 translation fault level depends on the hypervisor's stage-2 table layout (Arm ARM D8.3)".into(),
+            });
+        }
         match self.case.vmm.on_nisv {
             // The VMM injects an external abort (KVM_SET_VCPU_EVENTS, ext_dabt_pending); the
             // instruction is not retired.
