@@ -1140,7 +1140,6 @@ impl<'a> Run<'a> {
         let (cm, wnr) = cmo::fault_cm_wnr(kind);
         let idx = self.region_index(va);
         // Stage 1.
-        let mut s1type = MemType::DeviceNGnRnE;
         if self.case.sysregs.mmu {
             let Some(i) = idx else {
                 return self.data_abort_s1(pc, size, regval, Fsc::translation(3), cm, wnr, false);
@@ -1150,8 +1149,7 @@ impl<'a> Run<'a> {
             if perm == S1Perm::Unmapped {
                 return self.cmo_s1_fault(pc, size, kind, regval, Fsc::translation(3));
             }
-            s1type = self.s1_attr(r);
-            if memtype::s1_alignment_fault(s1type, kind.is_zero(), true) {
+            if memtype::s1_alignment_fault(self.s1_attr(r), kind.is_zero(), true) {
                 return self.cmo_s1_fault(pc, size, kind, regval, Fsc::ALIGNMENT);
             }
             let readable = !el0 || self.el0_accessible(r);
@@ -1190,7 +1188,6 @@ impl<'a> Run<'a> {
             Some(RegionKind::Ram) => Ok(()),
         };
         if let Err(k) = s2 {
-            let _ = s1type;
             return self.stage2_abort(pc, size, &Access { addr: regval, ..access }, None, cm, wnr, k);
         }
         if kind.is_zero() {
