@@ -95,7 +95,7 @@ fn garbage_on_the_channel_is_survived() {
     assert_eq!(b.run(&case).end, End::Done);
     // A frame with a bad checksum, one that is not hex, a huge line, binary noise.
     let mut junk = b"@TD 0102 00000000\n@TD zz 1\n".to_vec();
-    junk.extend(std::iter::repeat(b'A').take(100_000));
+    junk.extend(std::iter::repeat_n(b'A', 100_000));
     junk.extend_from_slice(b"\n\x00\xff\xfe random bytes without a newline ");
     b.send_raw(&junk).expect("send");
     let o = b.run(&case);

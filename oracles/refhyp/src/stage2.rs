@@ -1,7 +1,7 @@
 //! Stage-2 translation tables for the guest, built from scratch for every job.
 //!
 //! 4 KiB granule, 40-bit IPA space (KVM's default: api.rst "KVM_VM_TYPE_ARM_IPA_SIZE"),
-//! starting at level 1 with two concatenated level-1 tables (Arm ARM D8.2.? "Concatenated
+//! starting at level 1 with two concatenated level-1 tables (Arm ARM "Concatenated
 //! translation tables for the initial lookup": 40-bit IPA, 4KB granule, SL0 = 1 -> 2 tables).
 //! Only level-3 page descriptors are used: the maps are small and per-page permissions are
 //! what the read-only and device slots need.
@@ -43,7 +43,7 @@ pub enum S2Perm {
     ReadWrite,
 }
 
-/// VTCR_EL2 for these tables (Arm ARM D24.2.? VTCR_EL2): T0SZ = 64 - 40, SL0 = 1 (start at
+/// VTCR_EL2 for these tables (Arm ARM "VTCR_EL2, Virtualization Translation Control Register"): T0SZ = 64 - 40, SL0 = 1 (start at
 /// level 1 for 4KB), inner/outer write-back cacheable, inner shareable walks, TG0 = 4KB,
 /// PS = 40 bits, bit 31 RES1.
 pub const fn vtcr() -> u64 {

@@ -35,13 +35,8 @@ pub fn init() {
     wr(GICR_SGI + 0x80, rd(GICR_SGI + 0x80) | (1 << INTID_HYP_TIMER));
     wr8(GICR_SGI + 0x400 + INTID_HYP_TIMER as usize, 0x80);
     wr(GICR_SGI + 0x100, 1 << INTID_HYP_TIMER);
-    // The UART SPI: group 1, priority 0x80, routed to this CPU (affinity 0), enabled.
-    let n = INTID_UART as usize;
-    wr(GICD + 0x80 + 4 * (n / 32), rd(GICD + 0x80 + 4 * (n / 32)) | (1 << (n % 32)));
-    wr8(GICD + 0x400 + n, 0x80);
-    // SAFETY: GICD_IROUTER<n> is a 64-bit register of the distributor.
-    unsafe { write_volatile((GICD + 0x6000 + 8 * n) as *mut u64, 0) };
-    wr(GICD + 0x100 + 4 * (n / 32), 1 << (n % 32));
+    // The UART SPI (woken on while waiting for input).
+    setup_spi(INTID_UART);
     // CPU interface: system-register access at EL2 and below (ICC_SRE_EL2.SRE | Enable),
     // every priority unmasked, group 1 on.
     write_sysreg!("icc_sre_el2", 0b1001);
@@ -63,4 +58,26 @@ pub fn ack() -> Option<u32> {
     }
     write_sysreg!("icc_eoir1_el1", u64::from(iar));
     Some(iar)
+}
+
+/// Make SPI `intid` group 1, priority 0x80, routed to this CPU (affinity 0), disabled.
+pub fn setup_spi(intid: u32) {
+    let n = intid as usize;
+    wr(GICD + 0x80 + 4 * (n / 32), rd(GICD + 0x80 + 4 * (n / 32)) | (1 << (n % 32)));
+    wr8(GICD + 0x400 + n, 0x80);
+    // SAFETY: GICD_IROUTER<n> is a 64-bit register of the distributor.
+    unsafe { write_volatile((GICD + 0x6000 + 8 * n) as *mut u64, 0) };
+    set_spi_enabled(intid, false);
+}
+
+/// GICD_ISENABLER / GICD_ICENABLER for an SPI. The channel's interrupts are enabled only
+/// while the refhyp sleeps waiting for input, so they never interrupt a guest.
+pub fn set_spi_enabled(intid: u32, on: bool) {
+    let n = intid as usize;
+    let reg = if on { 0x100 } else { 0x180 };
+    wr(GICD + reg + 4 * (n / 32), 1 << (n % 32));
+    if !on {
+        // GICD_CTLR.RWP: wait until the disable has taken effect.
+        while rd(GICD) & (1 << 31) != 0 {}
+    }
 }

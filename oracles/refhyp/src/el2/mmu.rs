@@ -1,7 +1,7 @@
 //! The EL2 stage-1 translation regime: an identity map of the low 4 GiB in 1 GiB blocks,
 //! device memory below 1 GiB (GIC, UART), normal write-back memory above (RAM). With the
 //! MMU off every access would be Device-nGnRnE, where unaligned accesses fault and nothing
-//! is cached (Arm ARM D8.2.? "Behavior when stage 1 address translation is disabled").
+//! is cached (Arm ARM "Behavior when stage 1 address translation is disabled").
 
 use refhyp::stage2::Table;
 

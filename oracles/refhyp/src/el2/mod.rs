@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   0x0800_0000  GICv3 distributor, 0x080a_0000 redistributors
-//!   0x0900_0000  PL011 UART (the harness channel)
+//!   0x0900_0000  PL011 UART (the harness channel when QEMU has no virtio console)
+//!   0x0a00_0000  virtio-mmio transports (a virtio console is the fast channel)
 //!   0x4000_0000  DTB (QEMU), then the refhyp image at 0x4020_0000 (text, data, bss, stack)
 //!   0x4100_0000  heap (32 MiB)
 //!   0x4300_0000  stage-2 table pool (1024 tables)
@@ -17,6 +18,7 @@ mod gic;
 mod heap;
 mod mmu;
 mod uart;
+mod virtio;
 
 use core::panic::PanicInfo;
 
@@ -175,9 +177,10 @@ extern "C" fn el2_unexpected(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
 }
 
 fn die(text: &str) -> ! {
-    uart::write(text.as_bytes());
-    uart::write(b"\n");
-    uart::write(&session::encode(&TargetMsg::Log { text: alloc::string::String::from(text) }));
+    let mut line = alloc::vec::Vec::from(text.as_bytes());
+    line.push(b'\n');
+    channel_write(&line);
+    channel_write(&session::encode(&TargetMsg::Log { text: alloc::string::String::from(text) }));
     loop {
         core::hint::spin_loop();
     }
@@ -191,6 +194,43 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 
 extern crate alloc;
 
+/// The virtio console, when QEMU has one; otherwise the channel is the PL011.
+static mut CONSOLE: Option<virtio::Console> = None;
+
+fn console() -> Option<&'static mut virtio::Console> {
+    // SAFETY: one CPU, and the console is only used from the main loop and from `die`, which
+    // never returns to it.
+    unsafe { (*(&raw mut CONSOLE)).as_mut() }
+}
+
+fn channel_write(bytes: &[u8]) {
+    match console() {
+        Some(c) => c.write(bytes),
+        None => uart::write(bytes),
+    }
+}
+
+fn channel_getc() -> u8 {
+    let Some(c) = console() else { return uart::getc() };
+    loop {
+        if let Some(b) = c.try_getc() {
+            return b;
+        }
+        c.ack_interrupt();
+        gic::set_spi_enabled(c.intid, true);
+        // Wake at least every millisecond (the EL2 timer is idle between jobs) to re-kick the
+        // receive queue: see `virtio::Console::kick_rx`.
+        cpu::idle_tick_arm(1000);
+        if c.try_getc().is_none() {
+            // SAFETY: WFI only waits; PSTATE.I is set at EL2, the pending interrupt just wakes.
+            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        }
+        cpu::idle_tick_stop();
+        gic::set_spi_enabled(c.intid, false);
+        c.kick_rx();
+    }
+}
+
 #[no_mangle]
 extern "C" fn rust_main() -> ! {
     // SAFETY: first thing at boot, single CPU, nothing else uses the EL2 translation regime.
@@ -199,6 +239,11 @@ extern "C" fn rust_main() -> ! {
     unsafe { heap::init(HEAP_BASE, HEAP_SIZE) };
     uart::init();
     gic::init();
+    if let Some(c) = virtio::Console::probe() {
+        gic::setup_spi(c.intid);
+        // SAFETY: boot is single-threaded; nothing else references CONSOLE yet.
+        unsafe { *(&raw mut CONSOLE) = Some(c) };
+    }
     let fwb = cpu::has_s2fwb();
     // SAFETY: the pool ranges are RAM reserved for them (memory map above), identity-mapped
     // by `mmu::enable`, and these are the only references to them.
@@ -211,16 +256,16 @@ extern "C" fn rust_main() -> ! {
     let mut machine = Machine { pool, pool_pa: POOL_BASE as u64, tables, tables_pa: TABLES_BASE as u64, fwb };
     let mut hw = cpu::Cpu::new(fwb);
     let hello = session::hello(read_sysreg!("midr_el1"), fwb);
-    uart::write(b"\n");
-    uart::write(&session::encode(&TargetMsg::Hello(hello)));
+    channel_write(b"\n");
+    channel_write(&session::encode(&TargetMsg::Hello(hello)));
     let mut s = Session::new();
     loop {
-        let b = uart::getc();
+        let b = channel_getc();
         match s.push(b, &mut hw, &mut machine) {
             Step::Idle => {}
-            Step::Reply(bytes) => uart::write(&bytes),
+            Step::Reply(bytes) => channel_write(&bytes),
             Step::Shutdown(bytes) => {
-                uart::write(&bytes);
+                channel_write(&bytes);
                 cpu::system_off();
             }
         }
