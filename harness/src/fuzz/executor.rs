@@ -29,6 +29,11 @@ pub struct BackendStats {
     pub busy: Duration,
     pub errors: u64,
     pub timeouts: u64,
+    /// The longest single run, and the case it was (to find what makes a backend slow).
+    #[serde(serialize_with = "secs")]
+    pub slowest: Duration,
+    #[serde(skip)]
+    pub slowest_case: Option<Case>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -76,16 +81,35 @@ impl BackendsExecutor {
         self.backends.iter().map(|b| b.name().to_string()).collect()
     }
 
-    /// Run `case` on every backend (also used by the minimiser, outside LibAFL's loop).
+    /// Run `case` on every backend.
     pub fn run_all(&mut self, case: &Case) -> Vec<(String, Outcome)> {
-        let mut out = Vec::with_capacity(self.backends.len());
-        for (b, st) in self.backends.iter_mut().zip(self.stats.iter_mut()) {
+        let all: Vec<usize> = (0..self.backends.len()).collect();
+        self.run_some(case, &all)
+    }
+
+    /// Indices of the named backends (the minimiser runs only the ones that disagree).
+    pub fn indices(&self, names: &[&str]) -> Vec<usize> {
+        (0..self.backends.len()).filter(|i| names.contains(&self.backends[*i].name())).collect()
+    }
+
+    /// Run `case` on the backends at `which`, in order.
+    pub fn run_some(&mut self, case: &Case, which: &[usize]) -> Vec<(String, Outcome)> {
+        let mut out = Vec::with_capacity(which.len());
+        for (i, (b, st)) in self.backends.iter_mut().zip(self.stats.iter_mut()).enumerate() {
+            if !which.contains(&i) {
+                continue;
+            }
             CURRENT.with(|c| *c.borrow_mut() = Some((b.name().to_string(), case.clone())));
             let t = Instant::now();
             let o = b.run(case);
             CURRENT.with(|c| *c.borrow_mut() = None);
-            st.busy += t.elapsed();
+            let took = t.elapsed();
+            st.busy += took;
             st.execs += 1;
+            if took > st.slowest {
+                st.slowest = took;
+                st.slowest_case = Some(case.clone());
+            }
             match o.end {
                 End::BackendError { .. } => st.errors += 1,
                 End::Timeout => st.timeouts += 1,

@@ -5,7 +5,22 @@
 //! them in `<signature>.outcomes.jsonl` (not `.json`: the case loader reads every `.json`).
 //!
 //! Modules follow LibAFL's concepts: [`input`], [`mutators`] (over the [`catalogue`]),
-//! [`executor`], [`observers`], [`feedback`] (over [`signature`]), [`minimise`].
+//! [`executor`], [`observers`], [`feedback`] (over [`signature`]), [`minimise`], and the
+//! [`launcher`] for `--cores`.
+//!
+//! ```text
+//! trapdiff fuzz [--time 10m] [--iters N] [--backends model,refhyp,kvm] [--out DIR]
+//!               [--found DIR] [--seed N] [--cores N] [--minimise-budget N] [PATHS...]
+//!
+//!   PATHS          seed cases (default corpus/suite; the built-in seeds if none load)
+//!   DIR/stats.json execs/s per backend, corpus size, features, finds (rewritten as it runs)
+//!   DIR/queue/     the cases the campaign added to the corpus, as case files
+//!   found/<signature>.json            minimised find, provenance.source = "fuzzer"
+//!   found/<signature>.outcomes.jsonl  each backend's outcome and the divergences
+//! ```
+//!
+//! Exit status: 0 when nothing new was found, 1 when a new find was saved, 2 on errors.
+//! A find replays with `trapdiff replay found/<signature>.json --backends ...`.
 
 pub mod catalogue;
 pub mod executor;
@@ -32,7 +47,7 @@ use libafl::monitors::NopMonitor;
 use libafl::mutators::HavocScheduledMutator;
 use libafl::schedulers::QueueScheduler;
 use libafl::stages::StdMutationalStage;
-use libafl::state::{HasCorpus, HasExecutions, HasSolutions, StdState};
+use libafl::state::{HasCorpus, HasExecutions, StdState};
 use libafl_bolts::rands::StdRand;
 use libafl_bolts::tuples::{tuple_list, tuple_list_type};
 use serde::Serialize;
@@ -350,12 +365,22 @@ where
             let after = started.elapsed().as_secs_f64();
             let execs_before = *state.executions();
             let sig = p.find.signature.clone();
-            let m = if p.find.kind == FindKind::Divergence {
-                minimise::minimise(&p.case, &sig, p.outcomes.clone(), cfg.minimise_budget, MINIMISE_TIME, &mut |c| executor.run_all(c))
-            } else {
-                minimise::Minimised { case: p.case.clone(), outcomes: p.outcomes.clone(), execs: 0, steps: 0 }
+            // Shrink on the backends that disagree (or the one that crashed) only: the
+            // others may be the slowest. Crashes shrink the same way (their signature is the
+            // backend and message). Then run the result on every backend for the record.
+            let involved: Vec<&str> = match p.find.divergences.first() {
+                Some(d) => vec![d.left.as_str(), d.right.as_str()],
+                None => p.outcomes.iter().filter(|(_, o)| o.end.is_infrastructure()).map(|(n, _)| n.as_str()).take(1).collect(),
             };
-            let find = signature::find(&m.outcomes).filter(|f| f.signature == sig).unwrap_or(p.find.clone());
+            let which = executor.indices(&involved);
+            let sub: Vec<(String, Outcome)> = p.outcomes.iter().filter(|(n, _)| involved.contains(&n.as_str())).cloned().collect();
+            let sub_sig = signature::find(&sub).map(|f| f.signature).unwrap_or_else(|| sig.clone());
+            let mut m = minimise::minimise(&p.case, &sub_sig, sub, cfg.minimise_budget, MINIMISE_TIME, &mut |c| executor.run_some(c, &which));
+            m.outcomes = executor.run_all(&m.case);
+            // A backend may be flaky: keep the original find if the result no longer diverges.
+            let find = signature::find(&m.outcomes).unwrap_or(p.find.clone());
+            let sig = find.signature.clone();
+            fuzzer.objective_mut().seen.insert(sig.clone());
             let (path, known) = match &cfg.found {
                 Some(dir) => {
                     let (p, k) = save_find(dir, cfg.seed, &names, &find, &m.case, &m.outcomes)?;
@@ -412,6 +437,14 @@ where
                 let _ = std::io::stderr().flush();
             }
             if let Some(o) = &cfg.out {
+                if done {
+                    for b in &executor.stats {
+                        if let Some(c) = &b.slowest_case {
+                            let p = o.join(format!("slowest-{}.json", b.name));
+                            std::fs::write(&p, serde_json::to_string_pretty(c).unwrap_or_default() + "\n").map_err(io(&p))?;
+                        }
+                    }
+                }
                 let p = o.join("stats.json");
                 std::fs::write(&p, serde_json::to_string_pretty(&st).unwrap_or_default() + "\n").map_err(io(&p))?;
             }
@@ -419,7 +452,6 @@ where
                 if cfg.progress && tty {
                     eprintln!();
                 }
-                let _ = state.solutions().count();
                 return Ok(st);
             }
         }
