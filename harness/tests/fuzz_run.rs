@@ -2,7 +2,7 @@
 //! grown corpus is written as loadable case files, stats.json holds the figures, and the
 //! same seed and execution budget replay the same campaign.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use trapdiff::backend::select::{self, BackendOptions};
@@ -14,8 +14,8 @@ fn model(names: &[&str]) -> Vec<Box<dyn Backend>> {
     select::specs(&opts).expect("the model backend exists").into_iter().map(|s| (s.make)().expect("the model starts")).collect()
 }
 
-fn cfg(dir: &PathBuf, seed: u64, iters: u64) -> Config {
-    Config { seed, time: Duration::from_secs(300), iters: Some(iters), out: Some(dir.clone()), found: Some(dir.join("found")), minimise_budget: 50, progress: false }
+fn cfg(dir: &Path, seed: u64, iters: u64) -> Config {
+    Config { seed, time: Duration::from_secs(300), iters: Some(iters), out: Some(dir.to_path_buf()), found: Some(dir.join("found")), minimise_budget: 50, progress: false }
 }
 
 #[test]

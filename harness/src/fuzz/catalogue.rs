@@ -242,10 +242,9 @@ fn entries_t32(o: Operands) -> Vec<Entry> {
         push(&mut v, Class::NoSyndrome, t32::ldst(op, size, rt, rn, Addr::Pre(off)));
         push(&mut v, Class::NoSyndrome, t32::ldst(op, size, rt, rn, Addr::Post(8)));
     }
-    for op in [Op::LoadSx] {
-        push(&mut v, Class::LoadStore, t32::ldst16_reg(op, Size::B, rt, rn, rt2));
-        push(&mut v, Class::LoadStore, t32::ldst16_reg(op, Size::H, rt, rn, rt2));
-    }
+    // The sign-extending loads have only the register-offset 16-bit form.
+    push(&mut v, Class::LoadStore, t32::ldst16_reg(Op::LoadSx, Size::B, rt, rn, rt2));
+    push(&mut v, Class::LoadStore, t32::ldst16_reg(Op::LoadSx, Size::H, rt, rn, rt2));
     for op in [Op::Load, Op::Store] {
         push(&mut v, Class::NoSyndrome, t32::ldst(op, Size::D, rt, rn, Addr::Offset(off & !3)));
     }

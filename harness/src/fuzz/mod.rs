@@ -182,7 +182,17 @@ pub struct BackendStatsReport {
     pub execs_per_second: f64,
 }
 
-fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, initial: usize, corpus: usize, features: usize, (hits, seed_divergences): (u64, u64), finds: &[FindReport]) -> Stats {
+/// Corpus and feedback counts for [`stats_of`].
+struct Counts {
+    initial: usize,
+    corpus: usize,
+    features: usize,
+    hits: u64,
+    seed_divergences: u64,
+}
+
+fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, c: Counts, finds: &[FindReport]) -> Stats {
+    let Counts { initial, corpus, features, hits, seed_divergences } = c;
     let el = started.elapsed().as_secs_f64();
     Stats {
         seed,
@@ -427,7 +437,8 @@ where
         let done = started.elapsed() >= cfg.time || cfg.iters.is_some_and(|n| execs >= n);
         if done || last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
             last_tick = Instant::now();
-            let st = stats_of(cfg.seed, started, execs, &executor, initial, count, fuzzer.feedback().features(), (fuzzer.objective().hits, fuzzer.objective().seed_finds), &finds);
+            let counts = Counts { initial, corpus: count, features: fuzzer.feedback().features(), hits: fuzzer.objective().hits, seed_divergences: fuzzer.objective().seed_finds };
+            let st = stats_of(cfg.seed, started, execs, &executor, counts, &finds);
             if cfg.progress {
                 if tty {
                     eprint!("\r\x1b[K{}", st.line());

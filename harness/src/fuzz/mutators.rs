@@ -281,7 +281,7 @@ fn operands<R: Rand>(r: &mut R, case: &mut Case, d: Option<&Disassembler>) -> bo
     let Some((lsb, width)) = pick(r, fields) else { return false };
     let mask = ((1u64 << width) - 1) as u32;
     // Register fields take a low register (an address register for Rn); others any value.
-    let value = if width >= 3 && width <= 5 && matches!(lsb, 0 | 3 | 5 | 12 | 16) {
+    let value = if (3..=5).contains(&width) && matches!(lsb, 0 | 3 | 5 | 12 | 16) {
         let addrs = address_regs(case);
         let is_rn = matches!((isa, lsb), (Isa::A64, 5) | (Isa::A32, 16) | (Isa::T32, 16) | (Isa::T32, 3));
         if is_rn { pick(r, &addrs).map(u32::from).unwrap_or_else(|| r.below_or_zero(8) as u32) } else { r.below_or_zero(8) as u32 }
