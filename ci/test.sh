@@ -8,6 +8,6 @@ start=$(date +%s)
 bash ci/setup.sh
 echo "setup: $(( $(date +%s) - start ))s" >&2
 # The shared crate's and the refhyp's no_std logic, on the host.
-cargo test --workspace --release 2>&1
+cargo test --workspace --release --no-fail-fast 2>&1
 if [ -f oracles/refhyp/ci-host-test.sh ]; then bash oracles/refhyp/ci-host-test.sh; fi
 echo "ci/test.sh: total $(( $(date +%s) - start ))s" >&2

@@ -110,7 +110,13 @@ pub fn compare(a: &Outcome, b: &Outcome, unknown: &[Unknown]) -> Vec<FieldDiff> 
         if x == y {
             continue;
         }
-        let mask: u64 = unknown.iter().filter(|u| &u.path == k).fold(0, |m, u| m | u.mask);
+        // An exact path masks its bits; a wholly unknown path also covers everything under it
+        // (`events` covers `events.len` and `events[2].pc`).
+        let covers = |u: &Unknown| {
+            &u.path == k
+                || (u.mask == u64::MAX && (k.starts_with(&format!("{}.", u.path)) || k.starts_with(&format!("{}[", u.path))))
+        };
+        let mask: u64 = unknown.iter().filter(|u| covers(u)).fold(0, |m, u| m | u.mask);
         if mask != 0 {
             if let (Some(x), Some(y)) = (x, y) {
                 if masked_equal(x, y, mask) {
@@ -247,6 +253,19 @@ mod tests {
         assert_eq!(d.layer, Layer::Policy);
         assert!(d.explanation.contains("MMIO read of 4 bytes at 0x50000000"), "{}", d.explanation);
         assert!(d.explanation.contains("DABT"), "{}", d.explanation);
+    }
+
+    #[test]
+    fn a_wholly_unknown_path_covers_its_subtree_only() {
+        let a = Outcome { events: vec![exc(0x9600_0021, Some(0x1001))], ..Outcome::default() };
+        let b = Outcome { events: vec![], end: End::Timeout, ..Outcome::default() };
+        let all_events = [Unknown { path: "events".into(), mask: u64::MAX, why: "test".into() }];
+        let d = compare(&a, &b, &all_events);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].field, "end.kind");
+        // A partial mask on a parent path does not spread to its children.
+        let partial = [Unknown { path: "events".into(), mask: 0xff, why: "test".into() }];
+        assert!(compare(&a, &b, &partial).len() > 1);
     }
 
     #[test]

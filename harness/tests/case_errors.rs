@@ -33,7 +33,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("bad-kind", ":", "unknown variant `rom`"),
     ("s2-on-ram", "memory[0].s2", "only a `device` region"),
     ("t32-half-instruction", "code.insns[0]", "first half of a 32-bit T32 instruction"),
-    ("syntax-error", ":4:", "expected `,` or `}`"),
+    ("syntax-error", ":5:3:", "expected `,` or `}`"),
     ("truncated", ":", "EOF while parsing"),
     ("empty", ":1:0:", "EOF while parsing"),
     ("binary-garbage", ":", "cannot read"),
@@ -87,7 +87,7 @@ fn each_malformed_file_gets_its_precise_error() {
 fn syntax_errors_give_line_and_column() {
     let e = case_file::load(&dir().join("syntax-error.json")).expect_err("must fail");
     match e {
-        CaseFileError::Syntax { line, column, .. } => assert!(line == 4 && column > 0, "line {line} column {column}"),
+        CaseFileError::Syntax { line, column, .. } => assert!(line == 5 && column > 0, "line {line} column {column}"),
         other => panic!("expected a syntax error, got {other}"),
     }
 }
