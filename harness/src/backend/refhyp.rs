@@ -1,6 +1,7 @@
 //! The refhyp backend: `oracles/refhyp` booted at EL2 by
 //! `qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max` (TCG), one boot per
-//! instance; `live` lowers, sends and decodes. The channel is a virtio console on QEMU's stdio.
+//! instance; `live` lowers, sends and decodes. The channel is the PL011 (default) or a virtio
+//! console (`TRAPDIFF_REFHYP_CHANNEL=virtio`) on QEMU's stdio.
 //!
 //! Boot: QEMU loads the ELF (`-kernel`) and enters it at EL2; the refhyp sends `Hello`
 //! (caps: el1_32bit, nisv_to_user, inject_ext_dabt, and s2fwb when the CPU has FEAT_S2FWB),
@@ -30,11 +31,34 @@ pub struct RefhypOptions {
     /// (oracles/refhyp/src/el2/mod.rs).
     pub memory_mib: u32,
     pub boot_timeout: Duration,
+    pub channel: Channel,
+}
+
+/// Which QEMU device carries the harness channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// The PL011 on stdio (the default): QEMU moves it one byte per host syscall, so a
+    /// case costs a few milliseconds of channel time, but it has never stalled.
+    Pl011,
+    /// A virtio console on stdio: whole buffers per transfer, 5-10x the PL011's case rate,
+    /// but QEMU stops delivering input to it about once per 500-1000 jobs (the harness
+    /// recovers by restarting; see oracles/refhyp/README.md).
+    Virtio,
+}
+
+impl Channel {
+    /// `TRAPDIFF_REFHYP_CHANNEL=virtio` picks the virtio console; anything else the PL011.
+    pub fn from_env() -> Channel {
+        match std::env::var("TRAPDIFF_REFHYP_CHANNEL").as_deref() {
+            Ok("virtio") => Channel::Virtio,
+            _ => Channel::Pl011,
+        }
+    }
 }
 
 impl Default for RefhypOptions {
     fn default() -> RefhypOptions {
-        RefhypOptions { image: None, memory_mib: 1024, boot_timeout: Duration::from_secs(30) }
+        RefhypOptions { image: None, memory_mib: 1024, boot_timeout: Duration::from_secs(30), channel: Channel::from_env() }
     }
 }
 
@@ -44,10 +68,14 @@ pub fn image_path() -> PathBuf {
     paths::refhyp_image()
 }
 
-/// The QEMU command line for `image`. The channel is a virtio console on QEMU's stdio
-/// (whole buffers per transfer; the PL011 moves one byte per host syscall and is about ten
-/// times slower); the refhyp falls back to the PL011 when it finds no virtio console.
-pub fn qemu_args(image: &std::path::Path, memory_mib: u32) -> Vec<String> {
+/// The QEMU command line for `image` with `channel` on QEMU's stdio. The refhyp uses a
+/// virtio console when it finds one and the PL011 otherwise.
+pub fn qemu_args(image: &std::path::Path, memory_mib: u32, channel: Channel) -> Vec<String> {
+    if channel == Channel::Pl011 {
+        let mut args = qemu_base_args(memory_mib);
+        args.extend(["-kernel".to_string(), image.display().to_string()]);
+        return args;
+    }
     let mut args: Vec<String> = Vec::new();
     let mut base = qemu_base_args(memory_mib).into_iter();
     while let Some(a) = base.next() {
@@ -72,7 +100,7 @@ pub fn target_config(opts: &RefhypOptions) -> Result<(TargetConfig, String), Ref
         return Err(RefhypError::NoImage(image));
     }
     let qemu = qemu_version().ok_or(RefhypError::NoQemu)?;
-    let cfg = TargetConfig { program: "qemu-system-aarch64".into(), args: qemu_args(&image, opts.memory_mib.max(1024)), boot_timeout: opts.boot_timeout };
+    let cfg = TargetConfig { program: "qemu-system-aarch64".into(), args: qemu_args(&image, opts.memory_mib.max(1024), opts.channel), boot_timeout: opts.boot_timeout };
     Ok((cfg, format!("qemu {qemu}")))
 }
 

@@ -37,19 +37,6 @@ pub fn system_off() -> ! {
     }
 }
 
-/// Arm the EL2 physical timer to wake a WFI in `us` microseconds (between jobs only: during a
-/// job the same timer is the watchdog).
-pub fn idle_tick_arm(us: u64) {
-    let freq = read_sysreg!("cntfrq_el0").max(1);
-    write_sysreg!("cnthp_tval_el2", (us * freq / 1_000_000).max(1));
-    write_sysreg!("cnthp_ctl_el2", 1);
-}
-
-/// Stop the idle tick; the timer's interrupt line drops, so nothing stays pending.
-pub fn idle_tick_stop() {
-    write_sysreg!("cnthp_ctl_el2", 0);
-}
-
 pub struct Cpu {
     fwb: bool,
     /// CPTR_EL2.TFP as last written: FP registers and FPEXC32_EL2 are only accessible at EL2

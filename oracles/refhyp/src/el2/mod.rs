@@ -218,16 +218,11 @@ fn channel_getc() -> u8 {
         }
         c.ack_interrupt();
         gic::set_spi_enabled(c.intid, true);
-        // Wake at least every millisecond (the EL2 timer is idle between jobs) to re-kick the
-        // receive queue: see `virtio::Console::kick_rx`.
-        cpu::idle_tick_arm(1000);
         if c.try_getc().is_none() {
             // SAFETY: WFI only waits; PSTATE.I is set at EL2, the pending interrupt just wakes.
             unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
         }
-        cpu::idle_tick_stop();
         gic::set_spi_enabled(c.intid, false);
-        c.kick_rx();
     }
 }
 

@@ -33,8 +33,7 @@ fn wr(off: usize, v: u32) {
 
 pub fn init() {
     wr(CR, 0);
-    // 8 bits, FIFOs on. QEMU raises the receive interrupt only at the FIFO trigger level and
-    // does not model the receive timeout, so `getc` also wakes on an idle tick.
+    // 8 bits, FIFOs on (QEMU raises the receive interrupt as soon as the FIFO is not empty).
     wr(LCR_H, (3 << 5) | (1 << 4));
     wr(IMSC, 0);
     wr(ICR, 0x7ff);
@@ -61,13 +60,11 @@ pub fn getc() -> u8 {
         // runs (it would be taken to EL2 with HCR_EL2.IMO set and steal the guest's time).
         wr(IMSC, INT_RX);
         super::gic::set_spi_enabled(super::gic::INTID_UART, true);
-        super::cpu::idle_tick_arm(200);
         if rd(FR) & FR_RXFE != 0 {
             // SAFETY: WFI only waits; PSTATE.I is set at EL2 so nothing is taken, the pending
             // UART interrupt merely wakes the CPU.
             unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
         }
-        super::cpu::idle_tick_stop();
         super::gic::set_spi_enabled(super::gic::INTID_UART, false);
         wr(IMSC, 0);
     }

@@ -196,14 +196,6 @@ impl Console {
         }
     }
 
-    /// Tell the device the receive queue has buffers. Sent again on every idle tick: QEMU
-    /// stops reading its chardev while the guest has no free buffers and only looks again when
-    /// the queue is notified; a notification that finds nothing to read would otherwise leave
-    /// input sitting in the host pipe.
-    pub fn kick_rx(&mut self) {
-        wr(self.base + QUEUE_NOTIFY, 0);
-    }
-
     /// Acknowledge the transport's interrupt (the line is level-triggered).
     pub fn ack_interrupt(&mut self) {
         let s = rd(self.base + INTERRUPT_STATUS);
