@@ -56,6 +56,7 @@ fn one_case_per_family_in_one_boot() {
         "cmo/a64-el1-dc-civac-roram-nisv-on.json",
         "fp32/a32-el1-ctxsw-mmio-read-fpexc-en-fpscr-busy.json",
         "devmem/a64-el1-dczva-gre-ram-aligned-a0.json",
+        "icache/a32-el1-first-exec-iciallu.json",
     ] {
         let case = suite(rel);
         let o = b.run(&case);

@@ -82,7 +82,7 @@ pub struct Stage2<'a> {
 impl<'a> Stage2<'a> {
     /// Start an empty map. `fwb`: HCR_EL2.FWB will be set, so MemAttr uses the FWB encoding.
     pub fn new(pool: &'a mut [Table], pool_pa: u64, fwb: bool) -> Result<Stage2<'a>, Stage2Error> {
-        if pool.len() < ROOT_TABLES || pool_pa % 8192 != 0 {
+        if pool.len() < ROOT_TABLES || !pool_pa.is_multiple_of(8192) {
             return Err(Stage2Error::OutOfTables);
         }
         for t in pool[..ROOT_TABLES].iter_mut() {
