@@ -385,7 +385,9 @@ where
             let which = executor.indices(&involved);
             let sub: Vec<(String, Outcome)> = p.outcomes.iter().filter(|(n, _)| involved.contains(&n.as_str())).cloned().collect();
             let sub_sig = signature::find(&sub).map(|f| f.signature).unwrap_or_else(|| sig.clone());
-            let mut m = minimise::minimise(&p.case, &sub_sig, sub, cfg.minimise_budget, MINIMISE_TIME, &mut |c| executor.run_some(c, &which));
+            // --time is kept within a little: near the end, finds are minimised less.
+            let cap = MINIMISE_TIME.min(cfg.time.saturating_sub(started.elapsed()) + Duration::from_secs(15));
+            let mut m = minimise::minimise(&p.case, &sub_sig, sub, cfg.minimise_budget, cap, &mut |c| executor.run_some(c, &which));
             m.outcomes = executor.run_all(&m.case);
             // A backend may be flaky: keep the original find if the result no longer diverges.
             let find = signature::find(&m.outcomes).unwrap_or(p.find.clone());
