@@ -87,6 +87,10 @@ pub struct DeviceWindow {
     len: usize,
 }
 
+// SAFETY: a window is a plain range of the BAR mapping, which lives for the whole process
+// (Ivshmem is never unmapped); the agent touches a window from one thread at a time.
+unsafe impl Send for DeviceWindow {}
+
 impl DeviceWindow {
     pub fn addr(&self) -> u64 {
         self.ptr as u64

@@ -48,6 +48,54 @@ impl Prepared {
     }
 }
 
+/// Makes VMs ahead of the jobs and tears down spent ones on its own thread, so neither is on
+/// the path from a job's arrival to its result (under nested TCG each costs milliseconds): it
+/// runs while the main thread waits for the harness.
+#[derive(Debug)]
+pub struct VmFactory {
+    to_factory: std::sync::mpsc::Sender<Option<Spent>>,
+    from_factory: std::sync::mpsc::Receiver<Result<Prepared, String>>,
+    pending: usize,
+}
+
+impl VmFactory {
+    /// Start the factory; it makes the first VM at once.
+    pub fn start() -> Result<VmFactory, String> {
+        let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm for the VM factory: {e}"))?;
+        let (to_factory, requests) = std::sync::mpsc::channel::<Option<Spent>>();
+        let (made, from_factory) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("vm-factory".into())
+            .spawn(move || {
+                for spent in requests {
+                    drop(spent);
+                    if made.send(Prepared::new(&kvm)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the VM factory thread: {e}"))?;
+        to_factory.send(None).map_err(|_| "VM factory gone".to_string())?;
+        Ok(VmFactory { to_factory, from_factory, pending: 1 })
+    }
+
+    /// The next VM (waits for the factory if it is still making it); None if it failed.
+    pub fn take(&mut self) -> Option<Prepared> {
+        if self.pending == 0 {
+            return None;
+        }
+        self.pending -= 1;
+        self.from_factory.recv().ok().and_then(Result::ok)
+    }
+
+    /// Hand a spent job's VM and memory over for teardown, and order the next VM.
+    pub fn recycle(&mut self, spent: Option<Spent>) {
+        if self.to_factory.send(spent).is_ok() {
+            self.pending += 1;
+        }
+    }
+}
+
 /// What a job leaves behind, to be dropped after the result is sent.
 #[derive(Debug)]
 pub struct Spent {

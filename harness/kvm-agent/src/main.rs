@@ -76,8 +76,8 @@ struct Agent {
     runs: u64,
     /// Device memory for Device-nGnRE slots, when QEMU provides the ivshmem device.
     ivshmem: Option<ivshmem::Ivshmem>,
-    /// The VM the next job runs in, made while the harness was busy.
-    spare: Option<job::Prepared>,
+    /// Makes the next job's VM and tears down the last one off the job path.
+    factory: Option<job::VmFactory>,
 }
 
 impl Agent {
@@ -87,6 +87,10 @@ impl Agent {
             Err(e) => (None, Some(format!("cannot open /dev/kvm: {e} (is CONFIG_KVM set, and is the kernel running at EL2?)"))),
         };
         let mut caps = kvm.as_ref().map(target_info::Caps::probe).unwrap_or_default();
+        let factory = match &kvm {
+            Some(_) => job::VmFactory::start().map_err(|e| eprintln!("trapdiff-agent: {e}; VMs are made inline")).ok(),
+            None => None,
+        };
         let ivshmem = match ivshmem::Ivshmem::find() {
             Ok(d) => d,
             Err(e) => {
@@ -97,7 +101,7 @@ impl Agent {
         caps.device_ngnre = ivshmem.is_some();
         caps.mailbox = ivshmem.as_ref().is_some_and(|d| d.has_mailbox());
         watchdog::install();
-        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, spare: None }
+        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, factory }
     }
 
     fn serve(&mut self) {
@@ -181,8 +185,12 @@ impl Agent {
                     boot::crash_kernel();
                 }
                 self.runs += 1;
+                let mut used_factory = false;
                 let (report, spent) = match (&self.kvm, &self.runtime) {
-                    (Some(kvm), Some(rt)) => job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, self.spare.take()),
+                    (Some(kvm), Some(rt)) => {
+                        used_factory = self.factory.is_some();
+                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, self.factory.as_mut().and_then(|f| f.take()))
+                    }
                     (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), None),
                     (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), None),
                 };
@@ -191,9 +199,9 @@ impl Agent {
                 }
                 self.reply(&TargetMsg::Result(report));
                 // Tear the old VM down and make the next one while the harness works.
-                drop(spent);
-                if let Some(kvm) = &self.kvm {
-                    self.spare = job::Prepared::new(kvm).ok();
+                match self.factory.as_mut() {
+                    Some(f) if used_factory => f.recycle(spent),
+                    _ => drop(spent),
                 }
             }
         }

@@ -48,6 +48,10 @@ impl HostMem {
     }
 }
 
+// SAFETY: HostMem owns its mapping exclusively (no aliases leave it except borrows tied to
+// &self/&mut self), so moving it to another thread (the VM factory, which drops it) is sound.
+unsafe impl Send for HostMem {}
+
 impl Drop for HostMem {
     fn drop(&mut self) {
         // SAFETY: ptr/len is the mapping created in new and not yet unmapped.
