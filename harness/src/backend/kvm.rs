@@ -462,9 +462,18 @@ fn initramfs_for(agent: &Path) -> Result<PathBuf, KvmError> {
     std::fs::create_dir_all(&dir).map_err(|e| KvmError::Io(dir.clone(), e))?;
     let path = dir.join(format!("initramfs-{:016x}.cpio", trapdiff_arch::crc32::fnv1a64(&archive)));
     if !path.is_file() {
-        let tmp = dir.join(format!(".initramfs-{}.tmp", std::process::id()));
+        // A temporary name unique per process and call: parallel instances (threads of one
+        // harness, or several harnesses) may write the same archive at once.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".initramfs-{}-{n}.tmp", std::process::id()));
         std::fs::write(&tmp, &archive).map_err(|e| KvmError::Io(tmp.clone(), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| KvmError::Io(path.clone(), e))?;
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            if !path.is_file() {
+                return Err(KvmError::Io(path.clone(), e));
+            }
+        }
         // Archives of earlier agent builds, unless a long-running harness may still boot one.
         let day = Duration::from_secs(24 * 3600);
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
