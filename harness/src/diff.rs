@@ -177,7 +177,9 @@ pub fn explain(ln: &str, a: &Outcome, rn: &str, b: &Outcome, fields: Vec<FieldDi
     let n = a.events.len().max(b.events.len());
     for i in 0..n {
         let (x, y) = (a.events.get(i), b.events.get(i));
-        if x == y {
+        // Skip events equal once the model's UNKNOWN bits are ignored.
+        let prefix = format!("events[{i}]");
+        if x == y || !fields.iter().any(|f| f.field.starts_with(&prefix)) {
             continue;
         }
         let dx = x.map(describe_event).unwrap_or_else(|| "nothing".into());

@@ -249,7 +249,7 @@ pub fn run(
         .iter()
         .zip(&used)
         .filter(|(_, u)| !**u)
-        .map(|(w, _)| format!("{} [{} vs {}] {}", w.case, w.backends[0], w.backends[1], w.field))
+        .map(|(w, _)| format!("{} [{} vs {}] {}", w.case, w.backends[0], w.backends[1], w.fields.join(", ")))
         .collect();
     RunResult { summary, load_errors, unused_waivers, cases: results }
 }
@@ -259,6 +259,8 @@ fn judge(path: &std::path::Path, case: &Case, outs: BTreeMap<String, Outcome>, w
     let unknown = outs.get("model").map(|m| m.unknown.clone()).unwrap_or_default();
     let runnable: Vec<(&String, &Outcome)> = outs.iter().filter(|(_, o)| !o.end.is_infrastructure()).collect();
     let errored = outs.values().any(|o| matches!(o.end, End::BackendError { .. }));
+    // Live outcomes record the QEMU version, or "native" on silicon.
+    let under_qemu = outs.iter().any(|(n, o)| n != "model" && o.meta.qemu.as_deref().is_some_and(|q| q != "native"));
     let mut divergences = Vec::new();
     let mut waived = Vec::new();
     for (i, (an, a)) in runnable.iter().enumerate() {
@@ -267,7 +269,7 @@ fn judge(path: &std::path::Path, case: &Case, outs: BTreeMap<String, Outcome>, w
             if fields.is_empty() {
                 continue;
             }
-            let (left, w) = waivers.apply(&case.name, an, bn, fields);
+            let (left, w) = waivers.apply(&case.name, an, bn, under_qemu, fields);
             for (f, idx) in w {
                 used[idx] = true;
                 let wv = &waivers.waivers[idx];

@@ -15,11 +15,15 @@ pub struct Waiver {
     pub case: String,
     /// The two backends (order does not matter).
     pub backends: [String; 2],
-    /// Exact outcome field path (`events[0].syndrome`, `end.kind`).
-    pub field: String,
+    /// Exact outcome field paths (`events[0].syndrome`, `end.kind`); each is matched exactly.
+    pub fields: Vec<String>,
     pub reason: String,
     /// Where the behaviour is documented (QEMU issue, api.rst section, commit).
     pub reference: String,
+    /// Applies only when the live backends ran under QEMU TCG (a TCG limitation must not
+    /// hide a divergence on real silicon).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only_under_qemu: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -39,12 +43,15 @@ impl WaiverFile {
     }
 
     /// Split `fields` into (still diverging, waived with the index of the waiver).
-    pub fn apply(&self, case: &str, a: &str, b: &str, fields: Vec<FieldDiff>) -> (Vec<FieldDiff>, Vec<(FieldDiff, usize)>) {
+    pub fn apply(&self, case: &str, a: &str, b: &str, under_qemu: bool, fields: Vec<FieldDiff>) -> (Vec<FieldDiff>, Vec<(FieldDiff, usize)>) {
         let mut left = Vec::new();
         let mut waived = Vec::new();
         for f in fields {
             let hit = self.waivers.iter().position(|w| {
-                w.case == case && w.field == f.field && ((w.backends[0] == a && w.backends[1] == b) || (w.backends[0] == b && w.backends[1] == a))
+                (under_qemu || !w.only_under_qemu)
+                    && w.case == case
+                    && w.fields.contains(&f.field)
+                    && ((w.backends[0] == a && w.backends[1] == b) || (w.backends[0] == b && w.backends[1] == a))
             });
             match hit {
                 Some(i) => waived.push((f, i)),
@@ -69,17 +76,21 @@ mod tests {
             waivers: vec![Waiver {
                 case: "mmio/x".into(),
                 backends: ["kvm".into(), "model".into()],
-                field: "events[0].far".into(),
+                fields: vec!["events[0].far".into()],
                 reason: "r".into(),
                 reference: "ref".into(),
+                only_under_qemu: true,
             }],
         };
-        let (left, waived) = w.apply("mmio/x", "model", "kvm", vec![fd("events[0].far"), fd("events[0].pc")]);
+        let (left, waived) = w.apply("mmio/x", "model", "kvm", true, vec![fd("events[0].far"), fd("events[0].pc")]);
         assert_eq!(waived.len(), 1);
         assert_eq!(left, vec![fd("events[0].pc")]);
-        let (left, waived) = w.apply("mmio/y", "model", "kvm", vec![fd("events[0].far")]);
+        let (left, waived) = w.apply("mmio/y", "model", "kvm", true, vec![fd("events[0].far")]);
         assert!(waived.is_empty() && left.len() == 1);
-        let (left, waived) = w.apply("mmio/x", "model", "refhyp", vec![fd("events[0].far")]);
+        let (left, waived) = w.apply("mmio/x", "model", "refhyp", true, vec![fd("events[0].far")]);
+        assert!(waived.is_empty() && left.len() == 1);
+        // A TCG-only waiver does not apply on silicon.
+        let (left, waived) = w.apply("mmio/x", "model", "kvm", false, vec![fd("events[0].far")]);
         assert!(waived.is_empty() && left.len() == 1);
     }
 }
