@@ -138,14 +138,13 @@ impl Progress {
             .iter()
             .map(|(b, (n, last))| format!("{b} {n}/{} ({:.1}/s)", self.total, *n as f64 / last.duration_since(self.started).as_secs_f64().max(1e-6)))
             .collect();
-        let line = format!("{}  [{:.0}s]", parts.join("  "), secs);
+        let line = format!("{}  divergences {}  [{:.0}s]", parts.join("  "), self.diverged, secs);
         if self.tty {
             eprint!("\r\x1b[K{line}");
         } else {
             eprintln!("{line}");
         }
         let _ = std::io::stderr().flush();
-        let _ = self.diverged;
     }
 }
 
@@ -187,6 +186,7 @@ pub fn run(
         }
     }
     drop(tx);
+    let n_backends = stats.len();
     let mut outcomes: Vec<BTreeMap<String, Outcome>> = (0..n).map(|_| BTreeMap::new()).collect();
     let mut out_file = stream.and_then(|p| std::fs::File::create(p).ok()).map(std::io::BufWriter::new);
     let tty = std::io::stderr().is_terminal();
@@ -196,8 +196,16 @@ pub fn run(
             let line = serde_json::json!({"case": cases[i].1.name, "backend": name, "outcome": o});
             let _ = writeln!(f, "{line}");
         }
+        outcomes[i].insert(name.clone(), o);
+        // A case is judged as soon as every backend has reported, for "divergences so far".
+        if outcomes[i].len() == n_backends {
+            let mut scratch = vec![false; waivers.waivers.len()];
+            let (path, case) = &cases[i];
+            if judge(path, case, outcomes[i].clone(), waivers, &mut scratch).verdict == Verdict::Diverge {
+                progress.diverged += 1;
+            }
+        }
         progress.tick(&name, false);
-        outcomes[i].insert(name, o);
     }
     progress.tick("", true);
     if tty {
