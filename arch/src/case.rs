@@ -21,6 +21,11 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Highest IPA + 1 a case may use: KVM's default 40-bit IPA space (api.rst, KVM_CREATE_VM
 /// "KVM_VM_TYPE_ARM_IPA_SIZE": 40 bits when the type is 0).
 pub const IPA_LIMIT: u64 = 1 << 40;
+/// Most guest memory (all regions with memory together) a case may ask for: every backend
+/// materialises it (the harness builds the initial bytes, the refhyp carves it from a 1 GiB
+/// pool, the agent maps it in a 512 MiB VM), so an absurd size must be a clear error, not an
+/// allocation failure.
+pub const MAX_CASE_MEMORY: u64 = 64 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -640,6 +645,10 @@ impl Case {
                     return Err(err(f(&format!("init[{k}]")), "extends past the end of the region"));
                 }
             }
+        }
+        let total: u64 = self.memory.iter().filter(|r| r.kind.has_memory()).map(|r| r.size).fold(0, u64::saturating_add);
+        if total > MAX_CASE_MEMORY {
+            return Err(err("memory", format!("regions with memory total {total:#x} bytes; a case may use at most {MAX_CASE_MEMORY:#x}")));
         }
         // Code.
         if self.code.insns.is_empty() {

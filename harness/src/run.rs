@@ -187,6 +187,8 @@ pub fn run(
     }
     drop(tx);
     let n_backends = stats.len();
+    let mut used = vec![false; waivers.waivers.len()];
+    let mut judged: Vec<Option<CaseResult>> = (0..n).map(|_| None).collect();
     let mut outcomes: Vec<BTreeMap<String, Outcome>> = (0..n).map(|_| BTreeMap::new()).collect();
     let mut out_file = stream.and_then(|p| std::fs::File::create(p).ok()).map(std::io::BufWriter::new);
     let tty = std::io::stderr().is_terminal();
@@ -197,13 +199,12 @@ pub fn run(
             let _ = writeln!(f, "{line}");
         }
         outcomes[i].insert(name.clone(), o);
-        // A case is judged as soon as every backend has reported, for "divergences so far".
+        // A case is judged once, as soon as every backend has reported ("divergences so far").
         if outcomes[i].len() == n_backends {
-            let mut scratch = vec![false; waivers.waivers.len()];
             let (path, case) = &cases[i];
-            if judge(path, case, outcomes[i].clone(), waivers, &mut scratch).verdict == Verdict::Diverge {
-                progress.diverged += 1;
-            }
+            let r = judge(path, case, std::mem::take(&mut outcomes[i]), waivers, &mut used);
+            progress.diverged += usize::from(r.verdict == Verdict::Diverge);
+            judged[i] = Some(r);
         }
         progress.tick(&name, false);
     }
@@ -221,11 +222,11 @@ pub fn run(
             *e = (*e).max(d);
         }
     }
-    let mut used = vec![false; waivers.waivers.len()];
+    // Cases some backend never reported (its thread ended early) are judged on what arrived.
     let mut results = Vec::with_capacity(n);
-    for (i, outs) in outcomes.into_iter().enumerate() {
+    for (i, (outs, done)) in outcomes.into_iter().zip(judged).enumerate() {
         let (path, case) = &cases[i];
-        results.push(judge(path, case, outs, waivers, &mut used));
+        results.push(done.unwrap_or_else(|| judge(path, case, outs, waivers, &mut used)));
     }
     let mut summary = Summary { cases: n, load_errors: load_errors.len(), ..Summary::default() };
     for r in &results {

@@ -33,6 +33,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("bad-kind", ":", "unknown variant `rom`"),
     ("s2-on-ram", "memory[0].s2", "only a `device` region"),
     ("t32-half-instruction", "code.insns[0]", "first half of a 32-bit T32 instruction"),
+    ("memory-too-large", "memory:", "a case may use at most 0x4000000"),
     ("syntax-error", ":5:3:", "expected `,` or `}`"),
     ("truncated", ":", "EOF while parsing"),
     ("empty", ":1:0:", "EOF while parsing"),
