@@ -17,6 +17,18 @@ use crate::hex as hexfmt;
 use crate::memattr::S2Attr;
 
 pub const FRAME_MARKER: &[u8] = b"@TD ";
+/// A doorbell line, `@TDM <offset> <len> <crc32>` (hex): the next message is `len` bytes of
+/// postcard-encoded `HostMsg` at `offset` in a shared-memory mailbox (the KVM backend's
+/// ivshmem BAR), because a serial console into a nested guest moves only tens of KB/s. Not a
+/// frame (no `@TD ` marker), so a target without a mailbox never mistakes one for a message.
+pub const MAILBOX_MARKER: &[u8] = b"@TDM ";
+
+/// The doorbell line for a mailbox message (with the trailing newline).
+pub fn doorbell(offset: u64, len: usize, crc: u32) -> Vec<u8> {
+    let mut v = MAILBOX_MARKER.to_vec();
+    v.extend_from_slice(alloc::format!("{offset:x} {len:x} {crc:08x}\n").as_bytes());
+    v
+}
 /// Largest payload a receiver accepts (after hex decoding).
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Version of the message set; `Hello` carries it so mismatched builds say so.

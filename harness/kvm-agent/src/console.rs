@@ -4,13 +4,9 @@
 
 use std::ffi::CString;
 
-/// A doorbell line, `@TDM <offset> <len> <crc32>` (hex), says the next message is `len`
-/// bytes of postcard-encoded `HostMsg` at `offset` in the ivshmem mailbox. The serial link
-/// carries about one byte per QEMU main-loop iteration into the guest (QEMU's PL011 refills
-/// its RX FIFO a byte at a time while the guest drains it: `-trace pl011_receive`), a few
-/// tens of KB/s under nested TCG, so the harness sends jobs this way when the agent offers
-/// `mailbox`. Not a wire frame (no "@TD " marker): other targets never see one.
-pub const MAILBOX_MARKER: &[u8] = b"@TDM ";
+/// Doorbell lines (`@TDM <offset> <len> <crc32>`) point at jobs in the ivshmem mailbox; the
+/// format is defined once, in `trapdiff_arch::wire`.
+pub use trapdiff_arch::wire::MAILBOX_MARKER;
 use std::io;
 use std::os::fd::RawFd;
 

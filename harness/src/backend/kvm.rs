@@ -70,7 +70,7 @@ pub const SHARED_MEMORY_BYTES: u64 = 32 << 20;
 pub const MAILBOX_BYTES: u64 = 2 << 20;
 /// The doorbell line that points the agent at a message in the mailbox (the agent's
 /// `console::MAILBOX_MARKER`): `@TDM <offset> <len> <crc32>`, hex.
-pub const MAILBOX_MARKER: &str = "@TDM";
+pub use trapdiff_arch::wire::MAILBOX_MARKER;
 /// Messages shorter than this go over the serial link as they are.
 const MAILBOX_THRESHOLD: usize = 256;
 /// Extra time on top of a case's own watchdog before the harness gives up on the target.
@@ -178,7 +178,7 @@ impl SharedMemory {
         self.half ^= 1;
         self.file.write_all_at(payload, self.mailbox + offset)?;
         let crc = trapdiff_arch::crc32::crc32(payload);
-        Ok(format!("{MAILBOX_MARKER} {offset:x} {:x} {crc:08x}\n", payload.len()).into_bytes())
+        Ok(trapdiff_arch::wire::doorbell(offset as u64, payload.len(), crc))
     }
 }
 
