@@ -15,6 +15,7 @@ pub mod esr;
 pub mod hex;
 pub mod memattr;
 pub mod outcome;
+pub mod quirk;
 pub mod sysreg;
 pub mod wire;
 

@@ -15,6 +15,7 @@ use crate::case::{MmioAction, NisvAction};
 use crate::crc32::crc32;
 use crate::hex as hexfmt;
 use crate::memattr::S2Attr;
+use crate::quirk::Quirks;
 
 pub const FRAME_MARKER: &[u8] = b"@TD ";
 /// A doorbell line, `@TDM <offset> <len> <crc32>` (hex): the next message is `len` bytes of
@@ -118,6 +119,8 @@ pub struct Job {
     pub digests: Vec<(u64, u64)>,
     /// Ranges to return the bytes of, in order (the report page among them).
     pub readback: Vec<(u64, u32)>,
+    /// Historical bugs the refhyp re-introduces for this job (the KVM agent ignores them).
+    pub quirks: Quirks,
 }
 
 /// What happened to a [`Job`], raw: the harness turns it into an [`crate::Outcome`].
@@ -289,6 +292,7 @@ mod tests {
             max_exits: 4,
             digests: vec![(0x4000_0000, 0x1000)],
             readback: vec![(0x1002_0000, 64)],
+            quirks: crate::quirk::Quirks(0b101),
         });
         let f = encode_frame(&job).unwrap();
         let mut r = FrameReader::new();

@@ -180,6 +180,7 @@ pub fn lower(case: &Case, seq: u32) -> Result<Job, LowerError> {
         max_exits: case.limits.max_exits,
         digests,
         readback,
+        quirks: Default::default(),
     })
 }
 

@@ -115,6 +115,7 @@ pub fn job(seq: u32, code: &[u32]) -> Job {
         max_exits: 64,
         digests: vec![(RAM, 0x1000)],
         readback: vec![(RAM, 16)],
+        quirks: Default::default(),
     }
 }
 

@@ -47,9 +47,11 @@ pub struct LazyFp {
 }
 
 /// What to program before entering the guest: (CPTR_EL2.TFP, value to force into FPEXC32_EL2).
-pub fn entry_config(loaded: bool, aarch32: bool) -> (bool, Option<u64>) {
+/// `eager_en` is the quirk `fpexc-eager-en`: EN forced on every entry, also over the guest's
+/// live FPEXC (KVM before "arm64: KVM: Only force FPEXC32_EL2.EN if trapping FPSIMD").
+pub fn entry_config(loaded: bool, aarch32: bool, eager_en: bool) -> (bool, Option<u64>) {
     if loaded {
-        (false, None)
+        (false, (aarch32 && eager_en).then_some(FPEXC_EN))
     } else {
         (true, aarch32.then_some(FPEXC_EN))
     }
@@ -60,8 +62,11 @@ mod tests {
     use super::*;
     #[test]
     fn fpexc_is_forced_only_while_trapping_aarch32() {
-        assert_eq!(entry_config(false, true), (true, Some(FPEXC_EN)));
-        assert_eq!(entry_config(false, false), (true, None));
-        assert_eq!(entry_config(true, true), (false, None));
+        assert_eq!(entry_config(false, true, false), (true, Some(FPEXC_EN)));
+        assert_eq!(entry_config(false, false, false), (true, None));
+        assert_eq!(entry_config(true, true, false), (false, None));
+        // The quirk clobbers the live FPEXC too, AArch32 guests only.
+        assert_eq!(entry_config(true, true, true), (false, Some(FPEXC_EN)));
+        assert_eq!(entry_config(true, false, true), (false, None));
     }
 }

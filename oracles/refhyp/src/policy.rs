@@ -11,6 +11,7 @@
 //! | stage-2 fault that is not translation/permission/access-flag (e.g. an alignment fault reported at stage 2 for Device stage-2 memory) | `KVM_RUN` fails with EFAULT | `kvm_handle_guest_abort`: "Unsupported FSC" -> `-EFAULT` |
 //! | instruction abort outside memory | inject a synchronous external prefetch abort at FAR | `kvm_handle_guest_abort`: "Prefetch Abort on I/O address" -> `kvm_inject_pabt` |
 //! | stage-1 walk (S1PTW) outside memory | inject a synchronous external data abort | `kvm_handle_guest_abort`: `kvm_vcpu_abt_iss1tw` -> `kvm_inject_dabt` |
+//! | stage-1 walk (S1PTW) into a read-only slot | a translation fault is a read: map the page; a permission fault (hardware AF/DB update) is a write, handled as a write to a read-only slot | `kvm_is_write_fault`; 406504c7b040 "KVM: arm64: Fix S1PTW handling on RO memslots" |
 //! | cache maintenance (CM=1) outside every slot | skip the instruction | `kvm_handle_guest_abort`: "assume that the guest is just being cautious, and skip the instruction" |
 //! | data abort outside memory, or a write (WnR=1, CMOs included) to a read-only slot, ISV=1 | `KVM_EXIT_MMIO` served by the VMM's device model, load result sign-extended per SSE and truncated per SF, then the instruction is retired | `io_mem_abort`, `kvm_handle_mmio_return`; api.rst "KVM_EXIT_MMIO" |
 //! | same, ISV=0 | `KVM_EXIT_ARM_NISV` with `esr_iss` = ESR_EL2 & (CM, WnR, DFSC) and the full IPA if the VMM enabled KVM_CAP_ARM_NISV_TO_USER, else `KVM_RUN` fails with ENOSYS | `io_mem_abort`, `kvm_vcpu_dabt_iss_nisv_sanitized`; api.rst "KVM_EXIT_ARM_NISV", "KVM_CAP_ARM_NISV_TO_USER" |
@@ -23,6 +24,9 @@
 //! | physical IRQ (the EL2 watchdog timer) | end the job as a timeout | refhyp's own; KVM's equivalent is the VMM's own timer |
 //! | SError from the guest | stop the job | KVM injects a virtual SError; the refhyp has no RAS story |
 //!
+//! Quirks (`trapdiff_arch::quirk`, off unless a job asks) re-introduce historical KVM bugs
+//! into these decisions, each next to the rule its fix changed.
+//!
 //! Deliberate differences from KVM, none visible to the guest's architectural state: the
 //! runtime's own slot is mapped up front and pages are mapped executable at once (KVM grants
 //! execute permission lazily, with an I-cache invalidation, `user_mem_abort`); and there is no
@@ -30,6 +34,7 @@
 //! GIC's range to the vGIC).
 
 use trapdiff_arch::esr::{DataAbortIss, Ec, Esr, FaultKind};
+use trapdiff_arch::quirk::{Quirk, Quirks};
 
 use crate::vcpu::Injection;
 
@@ -112,8 +117,9 @@ pub const ENOSYS: i32 = 38;
 pub const NISV_ISS_MASK: u64 = (DataAbortIss::CM | DataAbortIss::WNR | DataAbortIss::DFSC_MASK) as u64;
 
 /// Decide what one exit means. `pstate` is the guest's (for AArch32 condition checks),
-/// `backing` says what is at an IPA.
-pub fn decide(trap: &Trap, pstate: u64, backing: impl Fn(u64) -> Backing) -> Decision {
+/// `quirks` the historical bugs to re-introduce (`trapdiff_arch::quirk`), `backing` says what
+/// is at an IPA.
+pub fn decide(trap: &Trap, pstate: u64, quirks: Quirks, backing: impl Fn(u64) -> Backing) -> Decision {
     match trap.kind {
         ExitKind::Irq | ExitKind::Fiq => return Decision::Irq,
         ExitKind::SError => return Decision::Stop("SError taken from the guest"),
@@ -123,7 +129,7 @@ pub fn decide(trap: &Trap, pstate: u64, backing: impl Fn(u64) -> Backing) -> Dec
     let il32 = esr.il();
     let iss = esr.iss();
     match esr.ec() {
-        Ec::DABT_LOW | Ec::IABT_LOW => guest_abort(trap, backing),
+        Ec::DABT_LOW | Ec::IABT_LOW => guest_abort(trap, quirks, backing),
         Ec::FP_ASIMD => Decision::FpTrap,
         Ec::HVC64 | Ec::HVC32 => Decision::Smccc { skip: false, il32 },
         Ec::SMC64 | Ec::SMC32 => Decision::Smccc { skip: true, il32 },
@@ -174,7 +180,7 @@ fn condition_passed32(iss: u32, cpsr: u64) -> bool {
     if cond & 1 == 1 && cond != 0xf { !base } else { base }
 }
 
-fn guest_abort(trap: &Trap, backing: impl Fn(u64) -> Backing) -> Decision {
+fn guest_abort(trap: &Trap, quirks: Quirks, backing: impl Fn(u64) -> Backing) -> Decision {
     let esr = Esr(trap.esr);
     let il32 = esr.il();
     let is_iabt = esr.ec() == Ec::IABT_LOW;
@@ -185,8 +191,12 @@ fn guest_abort(trap: &Trap, backing: impl Fn(u64) -> Backing) -> Decision {
         _ => return Decision::RunError { errno: EFAULT, why: "stage-2 fault with a status KVM does not handle (Unsupported FSC)" },
     }
     let ipa = trap.fault_ipa();
-    // kvm_is_write_fault: an S1PTW or a data abort with WnR (CMOs report WnR=1).
-    let write_fault = !is_iabt && (iss.wnr() || iss.s1ptw());
+    // kvm_is_write_fault: a data abort with WnR (CMOs report WnR=1), or a stage-1 walk that
+    // took a permission fault (406504c7b040 "KVM: arm64: Fix S1PTW handling on RO memslots":
+    // a walk's translation fault is a read, so page tables may live in a read-only memslot).
+    // Quirk `s1ptw-ro-as-write`: every S1PTW is a write, as before that fix.
+    let s1ptw_write = iss.s1ptw() && (iss.dfsc().kind() == FaultKind::Permission || quirks.has(Quirk::S1ptwRoAsWrite));
+    let write_fault = !is_iabt && (s1ptw_write || (iss.wnr() && !iss.s1ptw()));
     let at = backing(ipa);
     let outside = match at {
         Backing::Hole => true,
@@ -205,11 +215,15 @@ fn guest_abort(trap: &Trap, backing: impl Fn(u64) -> Backing) -> Decision {
     if iss.s1ptw() {
         return Decision::Inject { what: Injection::DataAbort { addr: trap.far }, il32 };
     }
-    if at == Backing::Hole && iss.cm() {
+    // Only outside every slot since 54dc0d2404dd ("KVM: arm64: Don't skip cache maintenance
+    // for read-only memslots"); quirk `skip-cmo-ro-memslot` restores the skip on RO slots.
+    if iss.cm() && (at == Backing::Hole || quirks.has(Quirk::SkipCmoRoMemslot)) {
         return Decision::Skip { il32 };
     }
     if !iss.isv() {
-        return Decision::Nisv { esr_iss: trap.esr & NISV_ISS_MASK, ipa, il32 };
+        // Quirk `nisv-esr-unmasked`: the whole ESR_EL2 instead of the bits api.rst promises.
+        let esr_iss = if quirks.has(Quirk::NisvEsrUnmasked) { trap.esr } else { trap.esr & NISV_ISS_MASK };
+        return Decision::Nisv { esr_iss, ipa, il32 };
     }
     Decision::Mmio(MmioAccess { ipa, len: iss.access_len() as u8, write: iss.wnr(), sse: iss.sse(), sf: iss.sf(), srt: iss.srt(), il32 })
 }
@@ -223,7 +237,7 @@ mod tests {
         Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::DABT_LOW, il, iss).0, far: 0xffff_0000_0000_0000 | (ipa & 0xfff), hpfar: (ipa >> 12) << 4 }
     }
     fn decide_t(t: &Trap, b: impl Fn(u64) -> Backing) -> Decision {
-        decide(t, 0, b)
+        decide(t, 0, Quirks::NONE, b)
     }
     fn holes(_: u64) -> Backing {
         Backing::Hole
@@ -300,6 +314,31 @@ mod tests {
     }
 
     #[test]
+    fn s1ptw_into_a_read_only_slot_is_a_read_unless_quirked() {
+        let walk = DataAbortIss::S1PTW | u32::from(Fsc::translation(3).0);
+        let ro = |_: u64| Backing::RoRam;
+        assert_eq!(decide_t(&dabt(walk, true, 0x8000), ro), Decision::MapPage { ipa: 0x8000 });
+        let q = Quirks::NONE.with(Quirk::S1ptwRoAsWrite);
+        assert!(matches!(decide(&dabt(walk, true, 0x8000), 0, q, ro), Decision::Inject { what: Injection::DataAbort { .. }, .. }));
+        // A walk's permission fault (hardware AF/DB update) is a write either way.
+        let perm = DataAbortIss::S1PTW | u32::from(Fsc::permission(3).0);
+        assert!(matches!(decide_t(&dabt(perm, true, 0x8000), ro), Decision::Inject { .. }));
+    }
+
+    #[test]
+    fn quirks_change_cmo_and_nisv_decisions() {
+        let cmo = DataAbortIss::CM | DataAbortIss::WNR | u32::from(Fsc::translation(3).0);
+        let ro = |_: u64| Backing::RoRam;
+        assert!(matches!(decide_t(&dabt(cmo, true, 0x8000), ro), Decision::Nisv { .. }));
+        let q = Quirks::NONE.with(Quirk::SkipCmoRoMemslot);
+        assert_eq!(decide(&dabt(cmo, true, 0x8000), 0, q, ro), Decision::Skip { il32: true });
+        let stp = DataAbortIss::WNR | DataAbortIss::FNV | u32::from(Fsc::translation(2).0);
+        let t = dabt(stp, true, 0x9000_0000);
+        let q = Quirks::NONE.with(Quirk::NisvEsrUnmasked);
+        assert_eq!(decide(&t, 0, q, holes), Decision::Nisv { esr_iss: t.esr, ipa: 0x9000_0000, il32: true });
+    }
+
+    #[test]
     fn other_traps() {
         let t = |ec: Ec, iss: u32| Trap { kind: ExitKind::Sync, esr: Esr::new(ec, true, iss).0, far: 0, hpfar: 0 };
         assert_eq!(decide_t(&t(Ec::FP_ASIMD, 0), holes), Decision::FpTrap);
@@ -310,8 +349,8 @@ mod tests {
         assert!(matches!(decide_t(&t(Ec::SVE, 0), holes), Decision::Inject { what: Injection::Undefined, .. }));
         // MCRNE p15 (CV=1, COND=NE) with Z set: failed its condition, skipped.
         let mcrne = (1 << 24) | (1 << 20) | (5 << 10) | (0 << 1);
-        assert_eq!(decide(&t(Ec::CP15_32, mcrne), 1 << 30, holes), Decision::Skip { il32: true });
-        assert!(matches!(decide(&t(Ec::CP15_32, mcrne), 0, holes), Decision::Inject { .. }));
+        assert_eq!(decide(&t(Ec::CP15_32, mcrne), 1 << 30, Quirks::NONE, holes), Decision::Skip { il32: true });
+        assert!(matches!(decide(&t(Ec::CP15_32, mcrne), 0, Quirks::NONE, holes), Decision::Inject { .. }));
         let irq = Trap { kind: ExitKind::Irq, esr: 0, far: 0, hpfar: 0 };
         assert_eq!(decide_t(&irq, holes), Decision::Irq);
     }

@@ -8,8 +8,10 @@ use alloc::vec::Vec;
 
 use trapdiff_arch::abi;
 use trapdiff_arch::case::{MmioAction, NisvAction};
+use trapdiff_arch::memattr::S2Attr;
+use trapdiff_arch::quirk::Quirk;
 use trapdiff_arch::sysreg::pstate;
-use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment};
+use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment, Slot, SlotKind};
 
 use crate::fp::{self, LazyFp};
 use crate::guest_mem::{GuestMap, JobError};
@@ -69,13 +71,28 @@ fn prepare<'t>(
     if job.aarch32 && job.entry >> 32 != 0 {
         return Err(JobError(format!("AArch32 entry {:#x} is above 4 GiB", job.entry)));
     }
-    let map = GuestMap::place(&job.slots, pool.len())?;
+    let map = GuestMap::place(&stage2_slots(job), pool.len())?;
     map.load(pool, runtime, &job.segments)?;
     let mut s2 = Stage2::new(tables, tables_pa, fwb)?;
     map.map_runtime(&mut s2, pool_pa)?;
     hw.install_stage2(s2.vttbr(), stage2::vtcr());
     hw.reset_vcpu(job.aarch32);
     Ok((map, s2))
+}
+
+/// The job's slots as stage 2 maps them. Quirk `device-s2-always-nGnRE`: device memory is
+/// Device-nGnRE whatever the VMM asked for (KVM before 8c47ce3e1d2c, "KVM: arm64: Set io
+/// memory s2 pte as normalnc for vfio pci device").
+fn stage2_slots(job: &Job) -> Vec<Slot> {
+    let mut slots = job.slots.clone();
+    if job.quirks.has(Quirk::DeviceS2AlwaysNGnRE) {
+        for s in &mut slots {
+            if let SlotKind::Device(_) = s.kind {
+                s.kind = SlotKind::Device(S2Attr::DeviceNGnRE);
+            }
+        }
+    }
+    slots
 }
 
 /// The vCPU's state at the runtime's entry: EL1h (AArch64) or SVC (AArch32, T32 when bit 0
@@ -99,7 +116,7 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, 
     let mut case_exits = 0u32;
     hw.watchdog_arm(job.timeout_ms);
     let end = loop {
-        let (tfp, force) = fp::entry_config(fp.loaded, job.aarch32);
+        let (tfp, force) = fp::entry_config(fp.loaded, job.aarch32, job.quirks.has(Quirk::FpexcEagerEn));
         // FPEXC32_EL2 itself is trapped by TFP (also at EL2): write it before trapping.
         if let Some(v) = force {
             hw.write_fpexc32(v);
@@ -109,7 +126,7 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, 
         if fp.loaded && job.aarch32 {
             fp.state.fpexc32 = hw.read_fpexc32();
         }
-        let decision = policy::decide(&trap, regs.pstate, |ipa| map.backing(ipa));
+        let decision = policy::decide(&trap, regs.pstate, job.quirks, |ipa| map.backing(ipa));
         let vmm_exit = matches!(decision, Decision::Mmio(_) | Decision::Nisv { .. });
         if vmm_exit {
             // `max_exits` counts exits for case regions only; the runtime's harness-page stores
@@ -191,6 +208,16 @@ fn inject(hw: &mut impl Hw, regs: &mut GuestRegs, what: Injection, il32: bool) {
     hw.write_el1(&el1);
 }
 
+/// The VMM answered an MMIO exit with an external abort (KVM_SET_VCPU_EVENTS): inject it
+/// without retiring the access (e735a5da6442, "KVM: arm64: Don't retire aborted MMIO
+/// instruction"); quirk `nisv-retire-instruction` retires it first, as before that fix.
+fn abort_mmio(hw: &mut impl Hw, regs: &mut GuestRegs, job: &Job, far: u64, il32: bool) {
+    if job.quirks.has(Quirk::NisvRetireInstruction) {
+        regs.skip_instr(il32);
+    }
+    inject(hw, regs, Injection::DataAbort { addr: far }, il32);
+}
+
 /// One MMIO exit; `Some(end)` when the job ends with it.
 fn mmio(hw: &mut impl Hw, regs: &mut GuestRegs, device: &mut DeviceModel<'_>, job: &Job, a: MmioAccess, far: u64, exits: &mut Vec<Exit>) -> Option<ReportEnd> {
     let harness = a.ipa & !0xfff == abi::HARNESS_MMIO;
@@ -201,13 +228,13 @@ fn mmio(hw: &mut impl Hw, regs: &mut GuestRegs, device: &mut DeviceModel<'_>, jo
             return Some(ReportEnd::Done);
         }
         if !harness && job.on_mmio == MmioAction::InjectAbort {
-            inject(hw, regs, Injection::DataAbort { addr: far }, a.il32);
+            abort_mmio(hw, regs, job, far, a.il32);
             return None;
         }
     } else if !harness && job.on_mmio == MmioAction::InjectAbort {
         // The VMM answers with an abort instead of data: nothing reaches the register.
         exits.push(Exit::Mmio { ipa: a.ipa, len: a.len, write: false, data: 0 });
-        inject(hw, regs, Injection::DataAbort { addr: far }, a.il32);
+        abort_mmio(hw, regs, job, far, a.il32);
         return None;
     } else {
         let raw = device.read();
@@ -246,6 +273,7 @@ mod tests {
             max_exits: 16,
             digests: vec![(0x4000_0000, 4)],
             readback: vec![(0x4000_0000, 2)],
+            quirks: Default::default(),
         }
     }
 
@@ -317,6 +345,35 @@ mod tests {
         assert_eq!(r.end, ReportEnd::Done);
         assert_eq!(cpu.el1.elr, abi::RUNTIME_BASE);
         assert_eq!(cpu.seen[1].pc, 0x2200);
+    }
+
+    #[test]
+    fn quirks_retire_aborted_mmio_and_clobber_live_fpexc() {
+        let mut j = job();
+        j.on_mmio = MmioAction::InjectAbort;
+        j.quirks = Quirk::NisvRetireInstruction.into();
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([store(3, 0x9000_0000), done()]), ..Default::default() };
+        run(&mut cpu, &j);
+        assert_eq!(cpu.el1.elr, abi::RUNTIME_BASE + 4);
+        // fpexc-eager-en: EN is written on the entry after a stage-2 fault while loaded.
+        let mut j = job();
+        j.aarch32 = true;
+        j.entry = abi::RUNTIME_A32_BASE;
+        j.quirks = Quirk::FpexcEagerEn.into();
+        let fp_trap = Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::FP_ASIMD, true, 0).0, far: 0, hpfar: 0 };
+        let ldr = DataAbortIss::with_syndrome(2, false, 1, false, false, false, Fsc::translation(3));
+        let mut cpu = ScriptedCpu { traps: VecDeque::from([fp_trap, dabt(ldr.0, 0x4000_0010), done()]), ..Default::default() };
+        run(&mut cpu, &j);
+        assert_eq!(cpu.fpexc_writes, vec![fp::FPEXC_EN, fp::FPEXC32_RESET, fp::FPEXC_EN, fp::FPEXC_EN]);
+    }
+
+    #[test]
+    fn device_slots_keep_their_stage2_type_unless_quirked() {
+        let mut j = job();
+        j.slots[1].kind = SlotKind::Device(S2Attr::NormalNc);
+        assert_eq!(stage2_slots(&j)[1].kind, SlotKind::Device(S2Attr::NormalNc));
+        j.quirks = Quirk::DeviceS2AlwaysNGnRE.into();
+        assert_eq!(stage2_slots(&j)[1].kind, SlotKind::Device(S2Attr::DeviceNGnRE));
     }
 
     #[test]

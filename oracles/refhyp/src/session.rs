@@ -165,6 +165,7 @@ mod tests {
             max_exits: 4,
             digests: vec![],
             readback: vec![(abi::RUNTIME_BASE, 4)],
+            quirks: Default::default(),
         });
         let mut bytes = wire::encode_frame(&rt).unwrap();
         bytes.extend(wire::encode_frame(&job).unwrap());
