@@ -148,5 +148,7 @@ install_packages
 case "$what" in
     packages) ;;
     all) install_kernel; build_refhyp; build_agent ;;
+    refhyp) build_refhyp ;;
+    agent) build_agent ;;
     *) log "unknown step '$what'"; exit 2 ;;
 esac
