@@ -562,6 +562,9 @@ pub struct Provenance {
     /// A commit this case comes from or checks (`<sha> ("subject")`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Regression cases: the refhyp quirk (`crate::quirk`) this case catches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quirk: Option<String>,
 }
 
 /// A problem with a case's meaning, naming the field.
@@ -601,6 +604,11 @@ impl Case {
         }
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
             return Err(err("name", "must be non-empty and use only letters, digits, '-', '_', '.', '/'"));
+        }
+        if let Some(q) = &self.provenance.quirk {
+            if crate::quirk::Quirk::from_name(q).is_none() {
+                return Err(err("provenance.quirk", format!("unknown quirk `{q}` (`trapdiff quirks` lists them)")));
+            }
         }
         let isa = self.state.isa;
         let limit = if isa.is_aarch32() { 1u64 << 32 } else { IPA_LIMIT };

@@ -51,8 +51,8 @@ pub const QUIRKS: [QuirkInfo; 6] = [
         name: "fpexc-eager-en",
         aliases: &[],
         behaviour: "sets FPEXC32_EL2.EN on every entry, also while the AArch32 guest's FP state is loaded: an exit the guest does not see (a stage-2 fault, an HVC) overwrites the guest's FPEXC",
-        fix: "\"arm64: KVM: Only force FPEXC32_EL2.EN if trapping FPSIMD\" (Marc Zyngier, 2018)",
-        fixed_in: "2018 (v4.1x)",
+        fix: "\"arm64: KVM: Only force FPEXC32_EL2.EN if trapping FPSIMD\" (Marc Zyngier)",
+        fixed_in: "2018",
     },
     QuirkInfo {
         quirk: Quirk::SkipCmoRoMemslot,

@@ -8,6 +8,7 @@ pub mod disasm;
 pub mod doctor;
 pub mod fuzz;
 pub mod paths;
+pub mod quirks;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -37,6 +37,9 @@ struct BackendArgs {
     /// Persistent instances per live backend, side by side.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Re-introduce a historical KVM bug into the refhyp (repeatable; `trapdiff quirks` lists them).
+    #[arg(long = "quirk", value_name = "NAME", value_parser = select::parse_quirk)]
+    quirks: Vec<trapdiff_arch::quirk::Quirk>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,30 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         per_boot: usize,
     },
+    /// List the refhyp's quirks (historical KVM bugs it re-introduces on request); with
+    /// --check, run the mutation check: the suite with each quirk on, and which cases catch it.
+    Quirks {
+        /// Run the mutation check (the suite on model and refhyp, once per quirk).
+        #[arg(long)]
+        check: bool,
+        /// Only these quirks (default: all).
+        #[arg(long = "quirk", value_name = "NAME", value_parser = select::parse_quirk)]
+        quirks: Vec<trapdiff_arch::quirk::Quirk>,
+        /// Suite case files or directories (default: the curated suite).
+        paths: Vec<PathBuf>,
+        /// Only suite cases whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Refhyp instances side by side.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Write a regression case into corpus/regressions/ for each quirk that has none.
+        #[arg(long)]
+        pin: bool,
+        /// Also write the check's result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run one case on the chosen backends and show the outcomes side by side.
     Replay {
         case: PathBuf,
@@ -99,7 +126,14 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 fn options(b: &BackendArgs) -> BackendOptions {
-    BackendOptions { names: b.backends.clone(), kernel: b.kernel.clone(), native: b.native, policy: b.policy.clone(), jobs: b.jobs }
+    BackendOptions {
+        names: b.backends.clone(),
+        kernel: b.kernel.clone(),
+        native: b.native,
+        policy: b.policy.clone(),
+        jobs: b.jobs,
+        quirks: b.quirks.iter().copied().collect(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -187,6 +221,68 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Cmd::Quirks { check, quirks, paths: ps, filter, jobs, pin, json } => {
+            if !check {
+                print!("{}", trapdiff::quirks::list());
+                return ExitCode::SUCCESS;
+            }
+            let ps = if ps.is_empty() { vec![paths::suite_dir()] } else { ps };
+            let load = |ps: &[PathBuf]| -> Result<Vec<(PathBuf, trapdiff_arch::Case)>, String> {
+                case_file::load_all(ps).into_iter().map(|r| r.map_err(|e| e.to_string())).collect()
+            };
+            let (suite, regressions) = match (load(&ps), if paths::regressions_dir().is_dir() { load(&[paths::regressions_dir()]) } else { Ok(Vec::new()) }) {
+                (Ok(s), Ok(r)) => (run::select(s, filter.as_deref(), None), r),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let waivers = match WaiverFile::load(&paths::waivers_file()) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let which: Vec<_> = if quirks.is_empty() { trapdiff_arch::quirk::QUIRKS.iter().map(|q| q.quirk).collect() } else { quirks };
+            let report = match trapdiff::quirks::check(&suite, &regressions, &which, jobs, &waivers) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            print!("{}", trapdiff::quirks::render(&report, 4));
+            if let Some(p) = json {
+                if let Err(e) = std::fs::write(&p, serde_json::to_string_pretty(&report).unwrap_or_default()) {
+                    eprintln!("error: writing {}: {e}", p.display());
+                }
+            }
+            if pin {
+                let dir = paths::regressions_dir();
+                let _ = std::fs::create_dir_all(&dir);
+                for &q in &which {
+                    if report.catches.iter().any(|c| c.quirk == q.name() && !c.regressions.is_empty()) {
+                        continue;
+                    }
+                    match trapdiff::quirks::regression_case(&report, &suite, q) {
+                        Some(c) => {
+                            let p = dir.join(format!("{}.json", q.name()));
+                            match std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap_or_default() + "\n") {
+                                Ok(()) => println!("pinned {}", p.display()),
+                                Err(e) => eprintln!("error: writing {}: {e}", p.display()),
+                            }
+                        }
+                        None => eprintln!("{}: no suite case catches it with a clean baseline; nothing to pin", q.name()),
+                    }
+                }
+            }
+            if report.all_caught() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
             }
         }
         Cmd::Replay { case, backend } => {

@@ -45,6 +45,11 @@ pub fn suite_dir() -> PathBuf {
     root().join("corpus").join("suite")
 }
 
+/// `corpus/regressions/`: one minimal case per quirk, its correct outcome pinned.
+pub fn regressions_dir() -> PathBuf {
+    root().join("corpus/regressions")
+}
+
 pub fn waivers_file() -> PathBuf {
     root().join("corpus").join("waivers.json")
 }

@@ -263,9 +263,18 @@ pub fn run(
     RunResult { summary, load_errors, unused_waivers, cases: results }
 }
 
+/// The name a case's pinned `expect` outcome goes by in verdicts and reports.
+pub const EXPECT: &str = "expect";
+
 /// Diff every pair of outcomes of one case and decide its verdict.
-fn judge(path: &std::path::Path, case: &Case, outs: BTreeMap<String, Outcome>, waivers: &WaiverFile, used: &mut [bool]) -> CaseResult {
-    let unknown = outs.get("model").map(|m| m.unknown.clone()).unwrap_or_default();
+fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome>, waivers: &WaiverFile, used: &mut [bool]) -> CaseResult {
+    // A regression case's pinned outcome is one more side to agree with.
+    if let Some(e) = &case.expect {
+        if !outs.is_empty() {
+            outs.insert(EXPECT.to_string(), e.clone());
+        }
+    }
+    let unknown = outs.get("model").or(outs.get(EXPECT)).map(|m| m.unknown.clone()).unwrap_or_default();
     let runnable: Vec<(&String, &Outcome)> = outs.iter().filter(|(_, o)| !o.end.is_infrastructure()).collect();
     let errored = outs.values().any(|o| matches!(o.end, End::BackendError { .. }));
     // Live outcomes record the QEMU version, or "native" on silicon.

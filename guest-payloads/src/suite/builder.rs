@@ -64,7 +64,7 @@ impl Builder {
             observe: Observe::default(),
             limits: Limits::default(),
             expect: None,
-            provenance: Provenance { source: format!("generator:{}", family.name()), detail: String::new(), commit: None },
+            provenance: Provenance { source: format!("generator:{}", family.name()), detail: String::new(), commit: None, quirk: None },
         };
         Builder { case, words: Vec::new() }
     }

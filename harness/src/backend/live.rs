@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use trapdiff_arch::outcome::{End, Meta};
+use trapdiff_arch::quirk::Quirks;
 use trapdiff_arch::wire::{HostMsg, TargetInfo, TargetMsg};
 use trapdiff_arch::{Case, Outcome};
 
@@ -33,6 +34,8 @@ pub struct LiveBackend {
     pub boot_time: Duration,
     /// Kernel warnings/oopses seen on the console, with the case that was running.
     pub findings: Vec<(String, String)>,
+    /// Quirks sent with every job (the refhyp re-introduces them; the KVM agent ignores them).
+    pub quirks: Quirks,
 }
 
 impl LiveBackend {
@@ -47,6 +50,7 @@ impl LiveBackend {
             boots: 0,
             boot_time: Duration::ZERO,
             findings: Vec::new(),
+            quirks: Quirks::NONE,
         }
     }
 
@@ -103,7 +107,11 @@ impl LiveBackend {
     fn meta(&self, elapsed: Duration) -> Meta {
         Meta {
             backend: self.name.clone(),
-            policy: None,
+            // A quirked refhyp is not the reference: say which bugs it carries.
+            policy: (!self.quirks.is_empty()).then(|| {
+                let names: Vec<&str> = self.quirks.iter().map(|q| q.name()).collect();
+                format!("reference+{}", names.join("+"))
+            }),
             kernel: self.info.as_ref().map(|i| i.version.clone()),
             midr: self.info.as_ref().map(|i| format!("{:#010x}", i.midr)),
             qemu: self.platform.clone(),
@@ -136,7 +144,7 @@ impl Backend for LiveBackend {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let job = match guest_payloads::lower::lower(case, seq) {
-            Ok(j) => j,
+            Ok(j) => trapdiff_arch::wire::Job { quirks: self.quirks, ..j },
             Err(e) => {
                 return Outcome {
                     end: End::BackendError { message: format!("cannot lower the case onto the runtime: {e}") },

@@ -10,6 +10,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use trapdiff_arch::quirk::Quirks;
+
 use super::live::LiveBackend;
 use super::qemu::{qemu_base_args, qemu_version, TargetConfig};
 use crate::paths;
@@ -32,6 +34,8 @@ pub struct RefhypOptions {
     pub memory_mib: u32,
     pub boot_timeout: Duration,
     pub channel: Channel,
+    /// Historical KVM bugs to re-introduce (`trapdiff_arch::quirk`); none by default.
+    pub quirks: Quirks,
 }
 
 /// Which QEMU device carries the harness channel.
@@ -58,7 +62,7 @@ impl Channel {
 
 impl Default for RefhypOptions {
     fn default() -> RefhypOptions {
-        RefhypOptions { image: None, memory_mib: 1024, boot_timeout: Duration::from_secs(30), channel: Channel::from_env() }
+        RefhypOptions { image: None, memory_mib: 1024, boot_timeout: Duration::from_secs(30), channel: Channel::from_env(), quirks: Quirks::NONE }
     }
 }
 
@@ -107,5 +111,7 @@ pub fn target_config(opts: &RefhypOptions) -> Result<(TargetConfig, String), Ref
 /// Build the refhyp backend (boots lazily on the first case).
 pub fn backend(opts: &RefhypOptions) -> Result<LiveBackend, RefhypError> {
     let (config, platform) = target_config(opts)?;
-    Ok(LiveBackend::new("refhyp", config, Some(platform)))
+    let mut b = LiveBackend::new("refhyp", config, Some(platform));
+    b.quirks = opts.quirks;
+    Ok(b)
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use trapdiff_arch::quirk::{Quirk, Quirks};
+
 use crate::run::BackendSpec;
 
 use super::model::ModelBackend;
@@ -14,6 +16,16 @@ pub struct BackendOptions {
     pub native: bool,
     pub policy: String,
     pub jobs: usize,
+    /// Historical bugs the refhyp re-introduces (`trapdiff quirks`).
+    pub quirks: Quirks,
+}
+
+/// `--quirk NAME`: a quirk by name or alias, or an error listing the known ones.
+pub fn parse_quirk(name: &str) -> Result<Quirk, String> {
+    Quirk::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = trapdiff_arch::quirk::QUIRKS.iter().map(|q| q.name).collect();
+        format!("unknown quirk `{name}` (known: {}; `trapdiff quirks` describes them)", known.join(", "))
+    })
 }
 
 pub fn specs(o: &BackendOptions) -> Result<Vec<BackendSpec>, String> {
@@ -34,7 +46,7 @@ fn spec(name: &str, o: &BackendOptions) -> Result<BackendSpec, String> {
             Ok(BackendSpec { name: "model".into(), make: Box::new(move || Ok(Box::new(ModelBackend::new(profile)) as Box<dyn Backend>)), instances: 1 })
         }
         "refhyp" => {
-            let opts = super::refhyp::RefhypOptions::default();
+            let opts = super::refhyp::RefhypOptions { quirks: o.quirks, ..super::refhyp::RefhypOptions::default() };
             // Fail early, with the reason, when the image is missing; instances boot lazily.
             super::refhyp::target_config(&opts).map_err(|e| e.to_string())?;
             Ok(BackendSpec {

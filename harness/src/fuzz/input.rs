@@ -113,7 +113,7 @@ pub fn builtin_seeds() -> Vec<Case> {
             observe: Observe { regs: vec![obs], fp: isa.is_aarch32(), mem: Vec::new() },
             limits: Limits::default(),
             expect: None,
-            provenance: Provenance { source: "fuzzer".into(), detail: "built-in seed".into(), commit: None },
+            provenance: Provenance { source: "fuzzer".into(), detail: "built-in seed".into(), commit: None, quirk: None },
         });
     }
     out

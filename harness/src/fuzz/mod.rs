@@ -106,6 +106,9 @@ pub struct FuzzArgs {
     /// Executions a minimisation may spend per find.
     #[arg(long, default_value_t = 300)]
     pub minimise_budget: u64,
+    /// Plant a historical KVM bug in the refhyp (repeatable): the fuzzer should find it.
+    #[arg(long = "quirk", value_name = "NAME", value_parser = select::parse_quirk)]
+    pub quirks: Vec<trapdiff_arch::quirk::Quirk>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -281,6 +284,7 @@ pub fn save_find(dir: &Path, seed: u64, backends: &[String], find: &signature::F
             case.name
         ),
         commit: None,
+        quirk: None,
     };
     let text = serde_json::to_string_pretty(&c).unwrap_or_default() + "\n";
     std::fs::write(&path, text).map_err(io(&path))?;
@@ -427,7 +431,7 @@ where
                 let id = state.corpus().nth(written);
                 let case = state.corpus().cloned_input_for_id(id).map(|i| i.0);
                 if let Ok(mut c) = case {
-                    c.provenance = Provenance { source: "fuzzer".into(), detail: format!("queue entry {written} of seed {}, grown from the case {}", cfg.seed, c.name), commit: None };
+                    c.provenance = Provenance { source: "fuzzer".into(), detail: format!("queue entry {written} of seed {}, grown from the case {}", cfg.seed, c.name), commit: None, quirk: None };
                     c.name = format!("fuzz/queue/{}/{written:05}", cfg.seed);
                     let p = q.join(format!("{}-{written:05}.json", cfg.seed));
                     std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap_or_default() + "\n").map_err(io(&p))?;
@@ -476,7 +480,7 @@ where
 
 /// Build the named backends (each once: the fuzzer keeps them for the whole campaign).
 pub fn make_backends(a: &FuzzArgs) -> Result<Vec<Box<dyn Backend>>, String> {
-    let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1 };
+    let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1, quirks: a.quirks.iter().copied().collect() };
     let mut out = Vec::new();
     for spec in select::specs(&opts)? {
         out.push((spec.make)().map_err(|e| format!("cannot start backend `{}`: {e} (run `trapdiff doctor`)", spec.name))?);
