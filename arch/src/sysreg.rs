@@ -236,6 +236,12 @@ pub mod hcr_el2 {
     pub const AMO: u64 = 1 << 5;
     pub const TSC: u64 = 1 << 19;
     pub const TIDCP: u64 = 1 << 20;
+    /// TPCP, bit [23] (TPC before FEAT_DPB): trap DC IVAC/CIVAC/CVAC/CVAP/CVADP and the
+    /// AArch32 DCIMVAC/DCCIMVAC/DCCMVAC/DCCMVAP to EL2.
+    pub const TPCP: u64 = 1 << 23;
+    /// TPU, bit [24]: trap DC CVAU, IC IVAU, IC IALLU(IS) and the AArch32 DCCMVAU, ICIMVAU,
+    /// ICIALLU(IS) to EL2.
+    pub const TPU: u64 = 1 << 24;
     /// RW, bit [31]: EL1 is AArch64.
     pub const RW: u64 = 1 << 31;
     pub const E2H: u64 = 1 << 34;

@@ -1,6 +1,7 @@
 //! What the job runner needs from the CPU. The EL2 binary implements it with system
 //! registers and assembly; host tests implement it with a script.
 
+use crate::cmo::{CmoOp, S1Walk};
 use crate::fp::FpState;
 use crate::policy::Trap;
 use crate::vcpu::{El1Regs, GuestRegs};
@@ -35,4 +36,10 @@ pub trait Hw {
     fn ack_irq(&mut self) -> bool;
     /// Microseconds since an arbitrary epoch.
     fn now_us(&mut self) -> u64;
+    /// Translate `va` with the guest's stage 1 as `AT S1E1R`/`S1E1W`/`S1E0R` executed at EL2
+    /// does, and return PAR_EL1; the guest's own PAR_EL1 is left as it was.
+    fn translate_s1(&mut self, va: u64, walk: S1Walk) -> u64;
+    /// Perform a trapped cache maintenance operation on the line at physical address `pa`
+    /// (ignored for `IcIallu`), through the refhyp's own mapping of the guest pool.
+    fn cache_maintain(&mut self, op: CmoOp, pa: u64);
 }

@@ -161,7 +161,7 @@ pub fn decide(trap: &Trap, pstate: u64, quirks: Quirks, backing: impl Fn(u64) ->
 /// `kvm_condition_valid32` for a trapped AArch32 instruction: ISS.CV [24] says COND
 /// [23:20] is valid; the flags come from the guest's PSTATE (Arm ARM `ConditionHolds`).
 /// Without CV the instruction is treated as having passed.
-fn condition_passed32(iss: u32, cpsr: u64) -> bool {
+pub(crate) fn condition_passed32(iss: u32, cpsr: u64) -> bool {
     if iss & (1 << 24) == 0 {
         return true;
     }

@@ -13,6 +13,7 @@ use trapdiff_arch::quirk::Quirk;
 use trapdiff_arch::sysreg::pstate;
 use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment, Slot, SlotKind};
 
+use crate::cmo;
 use crate::fp::{self, LazyFp};
 use crate::guest_mem::{GuestMap, JobError};
 use crate::hw::Hw;
@@ -114,9 +115,14 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, 
     let mut fp = LazyFp::default();
     let mut device = DeviceModel::new(&job.mmio_reads, job.mmio_read_default);
     let mut case_exits = 0u32;
+    let mut after_fp_load = false;
     hw.watchdog_arm(job.timeout_ms);
     let end = loop {
-        let (tfp, force) = fp::entry_config(fp.loaded, job.aarch32, job.quirks.has(Quirk::FpexcEagerEn));
+        // The quirk's write sat in __activate_traps, which the FP trap's fast path (handled
+        // inside the world switch, __hyp_handle_fpsimd) does not run again.
+        let eager = job.quirks.has(Quirk::FpexcEagerEn) && !after_fp_load;
+        let (tfp, force) = fp::entry_config(fp.loaded, job.aarch32, eager);
+        after_fp_load = false;
         // FPEXC32_EL2 itself is trapped by TFP (also at EL2): write it before trapping.
         if let Some(v) = force {
             hw.write_fpexc32(v);
@@ -126,7 +132,8 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, 
         if fp.loaded && job.aarch32 {
             fp.state.fpexc32 = hw.read_fpexc32();
         }
-        let decision = policy::decide(&trap, regs.pstate, job.quirks, |ipa| map.backing(ipa));
+        // A trapped CMO becomes the stage-2 fault the CPU would have reported, if any.
+        let (trap, decision) = cmo::decide(hw, trap, &regs, s2, job.quirks, |ipa| map.backing(ipa));
         let vmm_exit = matches!(decision, Decision::Mmio(_) | Decision::Nisv { .. });
         if vmm_exit {
             // `max_exits` counts exits for case regions only; the runtime's harness-page stores
@@ -179,6 +186,7 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, 
                 }
                 fp.loaded = true;
                 fp.loads += 1;
+                after_fp_load = true;
             }
             Decision::Smccc { skip, il32 } => {
                 regs.write_rt(0, SMCCC_NOT_SUPPORTED);
@@ -364,7 +372,8 @@ mod tests {
         let ldr = DataAbortIss::with_syndrome(2, false, 1, false, false, false, Fsc::translation(3));
         let mut cpu = ScriptedCpu { traps: VecDeque::from([fp_trap, dabt(ldr.0, 0x4000_0010), done()]), ..Default::default() };
         run(&mut cpu, &j);
-        assert_eq!(cpu.fpexc_writes, vec![fp::FPEXC_EN, fp::FPEXC32_RESET, fp::FPEXC_EN, fp::FPEXC_EN]);
+        // Trap (EN), load (guest value), fast-path re-entry (nothing), the S2 fault's re-entry (EN).
+        assert_eq!(cpu.fpexc_writes, vec![fp::FPEXC_EN, fp::FPEXC32_RESET, fp::FPEXC_EN]);
     }
 
     #[test]

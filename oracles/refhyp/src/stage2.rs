@@ -164,18 +164,25 @@ impl<'a> Stage2<'a> {
 
     /// Walk the tables like the MMU would: the level-3 descriptor for `ipa`, if mapped.
     pub fn walk(&self, ipa: u64) -> Option<u64> {
+        self.lookup(ipa).ok()
+    }
+
+    /// Walk the tables like the MMU would: the level-3 descriptor for `ipa`, or the level of
+    /// the invalid descriptor that ends the walk, which a stage-2 translation fault reports
+    /// (Arm ARM D8.3; an IPA beyond the 40-bit input range faults at the start level, 1).
+    pub fn lookup(&self, ipa: u64) -> Result<u64, u8> {
         if ipa >> IPA_BITS != 0 {
-            return None;
+            return Err(1);
         }
         let l1 = (ipa >> 30) as usize;
         let mut desc = self.pool[l1 / 512].0[l1 % 512];
-        for shift in [21u32, 12] {
+        for (level, shift) in [(1u8, 21u32), (2, 12)] {
             if desc & (DESC_VALID | DESC_TABLE_OR_PAGE) != DESC_VALID | DESC_TABLE_OR_PAGE {
-                return None;
+                return Err(level);
             }
             desc = self.pool[self.index_of(desc)].0[((ipa >> shift) & 511) as usize];
         }
-        (desc & DESC_VALID != 0).then_some(desc)
+        if desc & DESC_VALID != 0 { Ok(desc) } else { Err(3) }
     }
 }
 
@@ -213,6 +220,11 @@ mod tests {
         assert_eq!((desc_pa(d), desc_writable(d), desc_memattr(d)), (0x4500_0000, false, 0b0001));
         assert_eq!(s2.walk(0x1000_2000), None);
         assert_eq!(s2.walk(0x2000_0000), None);
+        // The level a translation fault reports: the first invalid descriptor.
+        assert_eq!(s2.lookup(0x1000_2000), Err(3));
+        assert_eq!(s2.lookup(0x1020_0000), Err(2));
+        assert_eq!(s2.lookup(0x8000_0000), Err(1));
+        assert_eq!(s2.lookup(1 << 40), Err(1));
         // Two roots, plus L2 and L3 for each of the two regions.
         assert_eq!(s2.tables_used(), 6);
         assert_eq!(s2.map_page(0x1000_0000, 0, S2Perm::ReadOnly, S2Attr::Normal), Err(Stage2Error::AlreadyMapped(0x1000_0000)));

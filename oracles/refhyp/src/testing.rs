@@ -4,6 +4,7 @@ extern crate std;
 use std::collections::VecDeque;
 use std::vec::Vec;
 
+use crate::cmo::{CmoOp, Par, S1Walk};
 use crate::fp::FpState;
 use crate::hw::Hw;
 use crate::policy::{ExitKind, Trap};
@@ -23,6 +24,13 @@ pub struct ScriptedCpu {
     pub irq_is_watchdog: bool,
     pub now: u64,
     pub maps: u32,
+    /// PAR_EL1 values the AT instructions return, in order; once exhausted, stage 1 is flat
+    /// (the IPA is the VA).
+    pub pars: VecDeque<u64>,
+    pub translations: Vec<(u64, S1Walk)>,
+    pub cache_ops: Vec<(CmoOp, u64)>,
+    /// General registers the guest holds at every exit (what its code put there).
+    pub x_at_exit: Vec<(usize, u64)>,
 }
 
 impl Hw for ScriptedCpu {
@@ -34,6 +42,9 @@ impl Hw for ScriptedCpu {
     fn enter(&mut self, regs: &mut GuestRegs) -> Trap {
         self.seen.push(*regs);
         self.now += 10;
+        for &(i, v) in &self.x_at_exit {
+            regs.x[i] = v;
+        }
         // An exhausted script hangs: the watchdog fires.
         self.traps.pop_front().unwrap_or(Trap { kind: ExitKind::Irq, esr: 0, far: 0, hpfar: 0 })
     }
@@ -66,5 +77,12 @@ impl Hw for ScriptedCpu {
     }
     fn now_us(&mut self) -> u64 {
         self.now
+    }
+    fn translate_s1(&mut self, va: u64, walk: S1Walk) -> u64 {
+        self.translations.push((va, walk));
+        self.pars.pop_front().unwrap_or(Par::ok(va).0)
+    }
+    fn cache_maintain(&mut self, op: CmoOp, pa: u64) {
+        self.cache_ops.push((op, pa));
     }
 }

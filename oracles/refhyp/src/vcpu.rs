@@ -7,7 +7,7 @@
 //! `inject_abt32`, `inject_undef64`, `inject_undef32`), which implement the Arm ARM's
 //! `AArch64.TakeException` / `AArch32.EnterMode` for the cases KVM needs.
 
-use trapdiff_arch::esr::{Ec, Esr, Fsc};
+use trapdiff_arch::esr::{fsr32, DataAbortIss, Ec, Esr, FaultKind, Fsc};
 use trapdiff_arch::sysreg::pstate;
 
 /// Guest registers saved by the EL2 exit path, in the layout the assembly uses
@@ -142,6 +142,9 @@ pub enum Injection {
     DataAbort { addr: u64 },
     /// Synchronous external instruction abort at `addr`.
     PrefetchAbort { addr: u64 },
+    /// A data abort with fault status `fsc` at `addr` (FAR), CM and WnR as given: a stage-1
+    /// fault the refhyp found for the guest while emulating a trapped instruction.
+    DataFault { addr: u64, fsc: Fsc, cm: bool, wnr: bool },
     /// UNDEFINED instruction (EC 0x00 in AArch64).
     Undefined,
 }
@@ -183,6 +186,12 @@ fn inject64(regs: &mut GuestRegs, el1: &mut El1Regs, what: Injection, il32: bool
             let ec = if from_el1 { Ec::DABT_CUR } else { Ec::DABT_LOW };
             (Esr::new(ec, false, u32::from(Fsc::SYNC_EXTERNAL.0)).0 | il, Some(addr))
         }
+        // ISS: CM [8], WnR [6], DFSC [5:0] (ASL AArch64.FaultSyndrome).
+        Injection::DataFault { addr, fsc, cm, wnr } => {
+            let ec = if from_el1 { Ec::DABT_CUR } else { Ec::DABT_LOW };
+            let iss = if cm { DataAbortIss::CM } else { 0 } | if wnr { DataAbortIss::WNR } else { 0 } | u32::from(fsc.0);
+            (Esr::new(ec, false, iss).0 | il, Some(addr))
+        }
         Injection::PrefetchAbort { addr } => {
             let ec = if from_el1 { Ec::IABT_CUR } else { Ec::IABT_LOW };
             (Esr::new(ec, false, u32::from(Fsc::SYNC_EXTERNAL.0)).0 | il, Some(addr))
@@ -213,11 +222,28 @@ fn inject64(regs: &mut GuestRegs, el1: &mut El1Regs, what: Injection, il32: bool
     regs.pc = el1.vbar.wrapping_add(offset);
 }
 
+/// The short-descriptor DFSR status (FS[4] at bit 10, FS[3:0] at bits [3:0], Domain 0) for a
+/// long-descriptor fault status (Arm ARM G5.9 "Short-descriptor format fault status codes":
+/// translation 0b00101/0b00111, access flag 0b00011/0b00110, permission 0b01101/0b01111 at
+/// level 1/2); anything else is reported as a synchronous external abort.
+fn short_fsr(fsc: Fsc) -> u64 {
+    let level2 = fsc.0 & 3 >= 2;
+    match (fsc.kind(), level2) {
+        (FaultKind::Translation, false) => 0b00101,
+        (FaultKind::Translation, true) => 0b00111,
+        (FaultKind::AccessFlag, false) => 0b00011,
+        (FaultKind::AccessFlag, true) => 0b00110,
+        (FaultKind::Permission, false) => 0b01101,
+        (FaultKind::Permission, true) => 0b01111,
+        _ => FSR_EXTABT_SHORT,
+    }
+}
+
 fn inject32(regs: &mut GuestRegs, el1: &mut El1Regs, what: Injection) {
     let (mode, vect, offsets): (u64, u64, [u64; 2]) = match what {
         Injection::Undefined => (pstate::A32_UND, 0x04, [4, 2]),
         Injection::PrefetchAbort { .. } => (pstate::A32_ABT, 0x0c, [4, 4]),
-        Injection::DataAbort { .. } => (pstate::A32_ABT, 0x10, [8, 8]),
+        Injection::DataAbort { .. } | Injection::DataFault { .. } => (pstate::A32_ABT, 0x10, [8, 8]),
     };
     // inject_abt32: the fault status in the format TTBCR.EAE selects.
     let fsr = if el1.tcr & TTBCR_EAE != 0 { FSR_LPAE | FSR_EXTABT_LPAE } else { FSR_EXTABT_SHORT };
@@ -225,6 +251,11 @@ fn inject32(regs: &mut GuestRegs, el1: &mut El1Regs, what: Injection) {
         Injection::DataAbort { addr } => {
             el1.far = (el1.far & !0xffff_ffff) | (addr & 0xffff_ffff);
             el1.esr = fsr;
+        }
+        Injection::DataFault { addr, fsc, cm, wnr } => {
+            el1.far = (el1.far & !0xffff_ffff) | (addr & 0xffff_ffff);
+            let status = if el1.tcr & TTBCR_EAE != 0 { FSR_LPAE | u64::from(fsc.0) } else { short_fsr(fsc) };
+            el1.esr = status | if cm { u64::from(fsr32::CM) } else { 0 } | if wnr { u64::from(fsr32::WNR) } else { 0 };
         }
         Injection::PrefetchAbort { addr } => {
             el1.far = (el1.far & 0xffff_ffff) | ((addr & 0xffff_ffff) << 32);

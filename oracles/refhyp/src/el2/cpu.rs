@@ -1,6 +1,7 @@
 //! `refhyp::hw::Hw` on the real (or TCG) CPU: EL2 system registers and the guest
 //! entry/exit assembly in `el2/mod.rs`.
 
+use refhyp::cmo::{CmoOp, S1Walk};
 use refhyp::fp::{FpState, FPEXC32_RESET};
 use refhyp::hw::Hw;
 use refhyp::policy::{ExitKind, Trap};
@@ -71,6 +72,9 @@ impl Hw for Cpu {
     fn reset_vcpu(&mut self, aarch32: bool) {
         let mut hcr = hcr_el2::VM | hcr_el2::SWIO | hcr_el2::FMO | hcr_el2::IMO | hcr_el2::AMO | hcr_el2::TSC | hcr_el2::TIDCP;
         hcr |= HCR_PTW | HCR_FB | HCR_BSU_IS | HCR_TSW;
+        // Cache maintenance by VA is trapped and emulated (refhyp::cmo): QEMU's TCG would
+        // otherwise never fault it at either stage.
+        hcr |= hcr_el2::TPCP | hcr_el2::TPU;
         if !aarch32 {
             hcr |= hcr_el2::RW;
         }
@@ -297,5 +301,40 @@ impl Hw for Cpu {
     fn now_us(&mut self) -> u64 {
         let t = read_sysreg!("cntpct_el0");
         ((u128::from(t) * 1_000_000) / u128::from(self.freq)) as u64
+    }
+
+    fn translate_s1(&mut self, va: u64, walk: S1Walk) -> u64 {
+        let saved = read_sysreg!("par_el1");
+        // SAFETY: AT only writes PAR_EL1 (restored below); the guest's EL1 translation regime
+        // and VTTBR_EL2 are current, so it walks the guest's tables through its stage 2.
+        unsafe {
+            match walk {
+                S1Walk::El1Read => core::arch::asm!("at s1e1r, {}", "isb", in(reg) va, options(nostack, preserves_flags)),
+                S1Walk::El1Write => core::arch::asm!("at s1e1w, {}", "isb", in(reg) va, options(nostack, preserves_flags)),
+                S1Walk::El0Read => core::arch::asm!("at s1e0r, {}", "isb", in(reg) va, options(nostack, preserves_flags)),
+            }
+        }
+        let par = read_sysreg!("par_el1");
+        write_sysreg!("par_el1", saved);
+        par
+    }
+
+    fn cache_maintain(&mut self, op: CmoOp, pa: u64) {
+        // The EL2 map is the identity, Normal write-back, over the guest pool (el2/mmu.rs), so
+        // a DC by VA here reaches the guest's physical line. An invalidate is upgraded to
+        // clean and invalidate (a hypervisor must not discard data it cannot see is stale);
+        // IC by VA becomes IC IALLUIS (EL2 cannot name the guest's VA).
+        // SAFETY: cache maintenance on guest-pool memory the refhyp owns; no data changes.
+        unsafe {
+            match op {
+                CmoOp::DcIvac | CmoOp::DcCivac => core::arch::asm!("dc civac, {}", "dsb ish", in(reg) pa, options(nostack, preserves_flags)),
+                CmoOp::DcCvac => core::arch::asm!("dc cvac, {}", "dsb ish", in(reg) pa, options(nostack, preserves_flags)),
+                CmoOp::DcCvau => core::arch::asm!("dc cvau, {}", "dsb ish", in(reg) pa, options(nostack, preserves_flags)),
+                // DC CVAP / CVADP (sys #3, c7, c12/c13, #1): only trapped when implemented.
+                CmoOp::DcCvap => core::arch::asm!("sys #3, c7, c12, #1, {}", "dsb ish", in(reg) pa, options(nostack, preserves_flags)),
+                CmoOp::DcCvadp => core::arch::asm!("sys #3, c7, c13, #1, {}", "dsb ish", in(reg) pa, options(nostack, preserves_flags)),
+                CmoOp::IcIvau | CmoOp::IcIallu => core::arch::asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)),
+            }
+        }
     }
 }
