@@ -72,6 +72,7 @@ pub fn generate(dis: &Disassembler) -> Result<Vec<Case>, SuiteError> {
     enable_matrix(dis, &mut out)?;
     asedis(dis, &mut out)?;
     context_switch(dis, &mut out)?;
+    hyp_exit(dis, &mut out)?;
     Ok(out)
 }
 
@@ -204,6 +205,51 @@ fn context_switch(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteEr
                     }
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// FPEXC across an exit the hypervisor handles itself while the guest's FP state is loaded:
+/// the first touch of a RAM page (a stage-2 fault that KVM and the refhyp both fill lazily).
+/// The guest never sees that exit, so FPEXC must come back exactly as written; KVM before
+/// "arm64: KVM: Only force FPEXC32_EL2.EN if trapping FPSIMD" (2018) set FPEXC32_EL2.EN on
+/// every entry, so FPEXC read back as EN alone and a VFP add ran with EN clear (quirk
+/// `fpexc-eager-en`). `VMRS r4, FPEXC` first loads the FP state (at PL1 it needs only CPACR,
+/// Arm ARM G1.20.3), so the later exit happens with the state live.
+fn hyp_exit(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> {
+    use a32::{Addr, Op, Size};
+    for isa in [Isa::A32, Isa::T32] {
+        let ld = if isa == Isa::A32 { a32::ldst(Op::Load, Size::W, 0, 1, Addr::Offset(0)) } else { t32::ldst16(Op::Load, Size::W, 0, 1, 0) };
+        for (fname, fx) in FPEXCS {
+            let name = format!("{}-el1-fpexc-across-s2-fault-{fname}", isa_name(isa));
+            let c = Builder::new(Family::Fp32, &name, isa, El::El1)
+                .region(data_region())
+                .describe(format!(
+                    "FPEXC={fx:#010x}; VMRS r4, FPEXC (loads the FP state), then the first load from a RAM page (a stage-2 fault the hypervisor handles without telling the guest), then VMRS r5, FPEXC and a VFP add: r5 must equal r4 and the add must be UNDEFINED exactly when EN is clear (a hypervisor forcing FPEXC32_EL2.EN on every entry breaks both)."
+                ))
+                .detail(format!("isa={isa} el=el1 exit=s2-fault fpexc={fx:#x} cpacr=full"))
+                .sysregs(|s| {
+                    s.cpacr = Some(cpacr_both(cpacr::FULL));
+                    s.fpexc = Some(fx);
+                })
+                .reg(Reg::R(0), 0xdead_beef)
+                .reg(Reg::R(1), u128::from(AUX_IPA))
+                .reg(Reg::R(4), 0xdead_beef)
+                .reg(Reg::R(5), 0xdead_beef)
+                .reg(Reg::D(0), 0)
+                .reg(Reg::D(1), D1)
+                .reg(Reg::D(2), D2)
+                .code([
+                    to_isa(isa, a32::vmrs(4, vfp_sysreg::FPEXC)),
+                    ld,
+                    to_isa(isa, a32::vmrs(5, vfp_sysreg::FPEXC)),
+                    to_isa(isa, a32::vadd_f64(0, 1, 2)),
+                    marker(isa),
+                ])
+                .observe(&[Reg::R(0), Reg::R(4), Reg::R(5), Reg::R(9), Reg::D(0)])
+                .observe_fp();
+            out.push(c.build(dis)?);
         }
     }
     Ok(())
