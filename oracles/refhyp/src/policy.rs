@@ -19,6 +19,7 @@
 //! | FP/SIMD access with CPTR_EL2.TFP set | load the guest FP state, restore the guest's FPEXC32_EL2, clear TFP, re-execute | `kvm_hyp_handle_fpsimd` (hyp/include/hyp/switch.h) |
 //! | HVC / SMC | SMCCC "not supported" (x0 = -1); SMC is skipped (its preferred return is itself) | `handle_hvc`, `handle_smc` (handle_exit.c); the refhyp implements no PSCI |
 //! | DC ISW/CSW/CISW (HCR_EL2.TSW) | skipped: with FWB (or under TCG) there is nothing to flush | `access_dcsw` (sys_regs.c) |
+//! | DC/IC by VA (HCR_EL2.TPCP, TPU; `crate::cmo`) | emulated: a stage-1 fault is injected, a stage-2 fault becomes the data abort the CPU would report and is decided by the rows above, otherwise the operation is done and retired | Arm ARM D24.2.48 HCR_EL2.TPCP/TPU; ASL `AArch64.S1CheckPermission`, `AArch64.S2CheckPermission` |
 //! | trapped AArch32 MCR/MRC that fails its condition | skipped | `kvm_condition_valid32` |
 //! | SVE/SME/other trapped instructions, unknown EC | inject UNDEFINED | `handle_sve`, `kvm_handle_unknown_ec` |
 //! | physical IRQ (the EL2 watchdog timer) | end the job as a timeout | refhyp's own; KVM's equivalent is the VMM's own timer |
@@ -31,7 +32,10 @@
 //! runtime's own slot is mapped up front and pages are mapped executable at once (KVM grants
 //! execute permission lazily, with an I-cache invalidation, `user_mem_abort`); and there is no
 //! in-kernel device, so every MMIO access reaches the VMM's device model (KVM would route the
-//! GIC's range to the vGIC).
+//! GIC's range to the vGIC). DC/IC by VA to PoC/PoP/PoU are trapped (TPCP, TPU; KVM does not
+//! trap them) and emulated by `crate::cmo`: on silicon the emulation gives what the hardware
+//! would, and under QEMU TCG, where they are no-ops, it restores the stage-1 and stage-2
+//! faults TCG leaves out.
 
 use trapdiff_arch::esr::{DataAbortIss, Ec, Esr, FaultKind};
 use trapdiff_arch::quirk::{Quirk, Quirks};
