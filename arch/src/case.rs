@@ -153,7 +153,17 @@ pub struct Region {
     pub fill: u8,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub init: Vec<Init>,
+    /// This region's first page holds the level-3 stage-1 table that maps the named region
+    /// (which must lie in one 2 MiB block), instead of the runtime's table area: the stage-1
+    /// walk for that region reads this region's memory, as a guest whose page tables are
+    /// baked into a read-only firmware image does. The page's `init` must hold exactly the
+    /// table the harness builds (`gen-suite` writes it; lowering checks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s1_table_for: Option<String>,
 }
+
+/// Span of one level-3 stage-1 table (4 KiB granule): 512 pages.
+pub const S1_LEAF_TABLE_SPAN: u64 = 2 << 20;
 
 fn is_zero_u8(v: &u8) -> bool {
     *v == 0
@@ -652,6 +662,23 @@ impl Case {
                 if init.offset.checked_add(init.bytes.len() as u64).is_none_or(|e| e > r.size) {
                     return Err(err(f(&format!("init[{k}]")), "extends past the end of the region"));
                 }
+            }
+        }
+        for (i, r) in self.memory.iter().enumerate() {
+            let Some(t) = &r.s1_table_for else { continue };
+            let f = format!("memory[{i}].s1_table_for");
+            let Some(target) = self.region(t) else {
+                return Err(err(f, format!("no region is called `{t}`")));
+            };
+            if target.name == r.name || !matches!(r.kind, RegionKind::Ram | RegionKind::RoRam) || !self.sysregs.mmu {
+                return Err(err(f, "a `ram` or `ro_ram` region can hold the stage-1 table of another region, with the MMU on"));
+            }
+            if target.ipa / S1_LEAF_TABLE_SPAN != (target.ipa + target.size - 1) / S1_LEAF_TABLE_SPAN {
+                return Err(err(f, format!("region `{t}` spans more than one {S1_LEAF_TABLE_SPAN:#x}-byte block, so more than one level-3 table")));
+            }
+            let same_block = |o: &Region| o.ipa / S1_LEAF_TABLE_SPAN == target.ipa / S1_LEAF_TABLE_SPAN;
+            if self.memory[..i].iter().any(|o| o.s1_table_for.as_deref().and_then(|n| self.region(n)).is_some_and(same_block)) {
+                return Err(err(f, "another region already holds the table for that block"));
             }
         }
         let total: u64 = self.memory.iter().filter(|r| r.kind.has_memory()).map(|r| r.size).fold(0, u64::saturating_add);

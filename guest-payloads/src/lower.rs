@@ -84,12 +84,18 @@ pub enum LowerError {
     MmioRead { index: usize, value: u128 },
     /// The job's initial bytes exceed what one channel frame carries.
     TooLarge { bytes: usize },
+    /// A region holding a stage-1 table (`s1_table_for`) does not start with that table.
+    S1Table { region: String },
 }
 
 impl fmt::Display for LowerError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             LowerError::Case(e) => write!(f, "invalid case: {e}"),
+            LowerError::S1Table { region } => write!(
+                f,
+                "region `{region}` holds a stage-1 table (s1_table_for) but its first page is not the table the harness builds: regenerate the case (gen-suite) or fix its init"
+            ),
             LowerError::Tables(e) => e.fmt(f),
             LowerError::MmioRead { index, value } => {
                 write!(f, "vmm.reads[{index}] = {value:#x} is wider than 64 bits; an MMIO read returns at most 8 bytes")
@@ -133,7 +139,13 @@ pub fn lower(case: &Case, seq: u32) -> Result<Job, LowerError> {
     for (index, v) in case.vmm.reads.iter().enumerate() {
         reads.push(u64::try_from(v.0).map_err(|_| LowerError::MmioRead { index, value: v.0 })?);
     }
-    let tables = tables(case)?;
+    let (tables, moved) = build_tables(case)?;
+    for (i, bytes) in &moved {
+        let r = &case.memory[*i];
+        if case.initial_bytes(r).get(..bytes.len()) != Some(bytes.as_slice()) {
+            return Err(LowerError::S1Table { region: r.name.clone() });
+        }
+    }
     let params = Params::for_case(case, tables.ttbr0());
 
     let mut slots = Vec::new();
@@ -205,8 +217,20 @@ pub fn region_perm(case: &Case, r: &Region) -> Option<Perm> {
     Some(Perm { attr, write, exec, el0 })
 }
 
-/// The case's stage-1 tables, at [`abi::TABLES_BASE`].
+/// The case's stage-1 tables, at [`abi::TABLES_BASE`] (a level-3 table a region holds,
+/// `s1_table_for`, in that region).
 pub fn tables(case: &Case) -> Result<Stage1, LowerError> {
+    build_tables(case).map(|(t, _)| t)
+}
+
+/// The level-3 table each `s1_table_for` region must start with: (region name, bytes).
+/// The generators write these into the region's `init`.
+pub fn s1_table_pages(case: &Case) -> Result<Vec<(String, Vec<u8>)>, LowerError> {
+    Ok(build_tables(case)?.1.into_iter().map(|(i, b)| (case.memory[i].name.clone(), b)).collect())
+}
+
+/// The tables, and the bytes of each moved level-3 table by holding region index.
+fn build_tables(case: &Case) -> Result<(Stage1, Vec<(usize, Vec<u8>)>), LowerError> {
     let format = if case.state.isa.is_aarch32() { Format::Lpae } else { Format::A64 };
     let mut t = Stage1::new(format, abi::TABLES_BASE, (abi::TABLES_SIZE / crate::stage1::PAGE) as usize);
     let el1 = |attr, write, exec| Perm { attr, write, exec, el0: false };
@@ -221,7 +245,16 @@ pub fn tables(case: &Case) -> Result<Stage1, LowerError> {
             None => t.unmapped(r.ipa, r.size)?,
         }
     }
-    Ok(t)
+    let mut moved = Vec::new();
+    for (i, r) in case.memory.iter().enumerate() {
+        // validate() checked that the target exists and lies in one 2 MiB block.
+        if let Some(target) = r.s1_table_for.as_deref().and_then(|n| case.region(n)) {
+            if let Some(bytes) = t.move_leaf_table(target.ipa, r.ipa) {
+                moved.push((i, bytes));
+            }
+        }
+    }
+    Ok((t, moved))
 }
 
 /// SCTLR_EL1 (A64) or SCTLR (AArch32) for the case (Arm ARM D24.2.168 / G8.2.126).

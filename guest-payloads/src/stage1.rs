@@ -143,12 +143,14 @@ pub struct Stage1 {
     base: u64,
     max_pages: usize,
     pages: Vec<[u64; ENTRIES]>,
+    /// Level-3 tables moved out of the table area: (their IPA, page index).
+    moved: Vec<(u64, usize)>,
 }
 
 impl Stage1 {
     /// Empty tables (an all-invalid root) at `base`, at most `max_pages` pages.
     pub fn new(format: Format, base: u64, max_pages: usize) -> Stage1 {
-        Stage1 { format, base, max_pages, pages: vec![[0; ENTRIES]] }
+        Stage1 { format, base, max_pages, pages: vec![[0; ENTRIES]], moved: Vec::new() }
     }
 
     pub fn format(&self) -> Format {
@@ -177,7 +179,7 @@ impl Stage1 {
             let i = Self::index(level, va);
             let d = self.pages[table][i];
             table = if d & desc::TABLE_OR_PAGE == desc::TABLE_OR_PAGE {
-                ((d & desc::OA_MASK) - self.base) as usize / PAGE as usize
+                self.page_at(d & desc::OA_MASK).ok_or(TablesFull { pages: self.max_pages })?
             } else {
                 if self.pages.len() >= self.max_pages {
                     return Err(TablesFull { pages: self.max_pages });
@@ -212,6 +214,38 @@ impl Stage1 {
         Ok(())
     }
 
+    /// Point the walk for `va`'s 2 MiB block at a level-3 table at `pa` (outside the table
+    /// area) and return that table's bytes, which the caller places at `pa`; `None` if no
+    /// level-3 table covers `va`. Map the block's pages first: later changes are not moved.
+    pub fn move_leaf_table(&mut self, va: u64, pa: u64) -> Option<Vec<u8>> {
+        let mut table = 0usize;
+        for level in self.format.start_level()..2 {
+            let d = self.pages[table][Self::index(level, va)];
+            if d & desc::TABLE_OR_PAGE != desc::TABLE_OR_PAGE {
+                return None;
+            }
+            table = self.page_at(d & desc::OA_MASK)?;
+        }
+        let i = Self::index(2, va);
+        let d = self.pages[table][i];
+        if d & desc::TABLE_OR_PAGE != desc::TABLE_OR_PAGE {
+            return None;
+        }
+        let leaf = self.page_at(d & desc::OA_MASK)?;
+        self.pages[table][i] = desc::TABLE_OR_PAGE | (pa & desc::OA_MASK);
+        self.moved.push((pa & desc::OA_MASK, leaf));
+        Some(self.pages[leaf].iter().flat_map(|d| d.to_le_bytes()).collect())
+    }
+
+    /// The page index of the table at `pa`.
+    fn page_at(&self, pa: u64) -> Option<usize> {
+        if let Some(&(_, i)) = self.moved.iter().find(|(p, _)| *p == pa) {
+            return Some(i);
+        }
+        let i = pa.checked_sub(self.base)? / PAGE;
+        ((i as usize) < self.pages.len()).then_some(i as usize)
+    }
+
     /// Walk the tables for `va` as the MMU would (Arm ARM D8.2 "Translation process").
     pub fn walk(&self, va: u64) -> Walk {
         if va >= self.format.va_limit() {
@@ -230,11 +264,10 @@ impl Stage1 {
                 // This builder writes no blocks; a block here would be a bug.
                 return Walk::TranslationFault { level };
             }
-            let next = (d & desc::OA_MASK).wrapping_sub(self.base) / PAGE;
-            if next as usize >= self.pages.len() {
+            let Some(next) = self.page_at(d & desc::OA_MASK) else {
                 return Walk::TranslationFault { level };
-            }
-            table = next as usize;
+            };
+            table = next;
         }
         Walk::TranslationFault { level: 3 }
     }
@@ -282,6 +315,28 @@ mod tests {
         // The tables themselves and the rest of the reserved range are not mapped.
         assert!(matches!(t.walk(abi::TABLES_BASE), Walk::TranslationFault { level: 3 }));
         assert!(matches!(t.walk(abi::HARNESS_MMIO - 0x1000), Walk::TranslationFault { level: 3 }));
+    }
+
+    #[test]
+    fn a_region_can_hold_a_moved_level3_table() {
+        // `far` (read-only, at 0xff_0000_0000) holds the table that maps `dev`.
+        let mut case = testcase::a64(testcase::EL1);
+        let far = case.memory.iter().position(|r| r.name == "far").unwrap();
+        case.memory[far].s1_table_for = Some("dev".into());
+        case.memory[far].fill = 0;
+        let pages = crate::lower::s1_table_pages(&case).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].0, "far");
+        let t = tables(&case).unwrap();
+        // The walk still finds `dev`, through the table at `far`, whose entry is in the bytes.
+        let (d, pa) = page(t.walk(0x5000_0010));
+        assert_eq!(pa, 0x5000_0010);
+        assert_eq!(pages[0].1[0..8], d.to_le_bytes());
+        // Lowering insists on the region holding exactly that table.
+        let e = crate::lower::lower(&case, 1).unwrap_err();
+        assert!(e.to_string().contains("`far` holds a stage-1 table"), "{e}");
+        case.memory[far].init = vec![trapdiff_arch::case::Init { offset: 0, bytes: pages[0].1.clone() }];
+        assert!(crate::lower::lower(&case, 1).is_ok());
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub fn generate(dis: &Disassembler) -> Result<Vec<Case>, SuiteError> {
     aarch32_syndrome(dis, &mut out)?;
     a64_no_syndrome(dis, &mut out)?;
     aarch32_no_syndrome(dis, &mut out)?;
+    s1_tables_in_memslot(dis, &mut out)?;
     Ok(out)
 }
 
@@ -570,4 +571,60 @@ fn aarch32_no_syndrome(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), Su
         ns("vst1", vec![s(a32::vld1_vst1(false, 8, 0, 2, 1, Wback::None))], d, vec![], fp),
     ];
     emit_no_syndrome(dis, out, Isa::T32, t32_forms)
+}
+
+/// Stage-1 page tables inside a memslot of the case, read-only or not: a load and a store to
+/// a RAM page whose level-3 table lives in the region `s1tables`, which stage 2 has not
+/// mapped yet. The walk's read takes a stage-2 translation fault with S1PTW=1; KVM maps the
+/// page and the access completes. Before 406504c7b040 ("KVM: arm64: Fix S1PTW handling on RO
+/// memslots", Dec 2022) KVM treated every S1PTW fault as a write, so page tables in a
+/// read-only memslot (EFI firmware images) got an external abort (quirk `s1ptw-ro-as-write`).
+/// The `ram` variants are the control: a write fault there is fine.
+fn s1_tables_in_memslot(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> {
+    use crate::suite::builder::{init, AUX_IPA, AUX_SIZE};
+    const DATA: u64 = 0x8877_6655_4433_2211;
+    for isa in [Isa::A64, Isa::A32] {
+        for (hname, hkind) in [("roram", RegionKind::RoRam), ("ram", RegionKind::Ram)] {
+            for store in [false, true] {
+                let access = match (isa, store) {
+                    (Isa::A64, false) => a64::ldst(a64::Op::Load, a64::Size::X, 0, 1, a64::Addr::Offset(0)),
+                    (Isa::A64, true) => a64::ldst(a64::Op::Store, a64::Size::X, 2, 1, a64::Addr::Offset(0)),
+                    (_, false) => a32::ldst(a32::Op::Load, a32::Size::W, 0, 1, a32::Addr::Offset(0)),
+                    (_, true) => a32::ldst(a32::Op::Store, a32::Size::W, 2, 1, a32::Addr::Offset(0)),
+                };
+                let (r0, r1, r2) = if isa == Isa::A64 { (Reg::X(0), Reg::X(1), Reg::X(2)) } else { (Reg::R(0), Reg::R(1), Reg::R(2)) };
+                let mut data = region("data", TARGET_IPA, 0x1000, RegionKind::Ram);
+                data.init = vec![init(0, DATA.to_le_bytes().to_vec())];
+                let mut tables = region("s1tables", AUX_IPA, AUX_SIZE, hkind);
+                tables.s1_table_for = Some("data".into());
+                let op = if store { "str" } else { "ldr" };
+                let name = format!("{}-el1-{op}-s1-tables-in-{hname}", isa_name(isa));
+                let mut c = Builder::new(Family::Mmio, &name, isa, El::El1)
+                    .region(data)
+                    .region(tables)
+                    .describe(format!(
+                        "{} to a RAM page whose level-3 stage-1 table lives in a {} memslot not yet mapped at stage 2: the walk's stage-2 fault (S1PTW, translation) is a read, so the hypervisor maps the table page and the access completes.",
+                        op.to_uppercase(),
+                        if hkind == RegionKind::RoRam { "read-only" } else { "writable" }
+                    ))
+                    .detail(format!("isa={isa} access={op} tables_in={hname}"))
+                    .reg(r0, CANARY & 0xffff_ffff)
+                    .reg(r1, u128::from(TARGET_IPA))
+                    .reg(r2, 0x1234_5678)
+                    .code([access])
+                    .code(marker(isa))
+                    .observe(&[r0, marker_reg(isa)])
+                    .window("data", 0, 8)
+                    .build(dis)?;
+                // The table bytes the harness builds for this layout (lowering checks them).
+                for (region_name, bytes) in crate::lower::s1_table_pages(&c).map_err(|e| SuiteError::Lower { case: name.clone(), message: e.to_string() })? {
+                    if let Some(r) = c.memory.iter_mut().find(|r| r.name == region_name) {
+                        r.init = vec![init(0, bytes)];
+                    }
+                }
+                out.push(c);
+            }
+        }
+    }
+    Ok(())
 }

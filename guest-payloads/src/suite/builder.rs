@@ -27,7 +27,7 @@ pub const AUX_SIZE: u64 = 0x1000;
 
 /// A region with no stage-1 override, no fill and no initial contents.
 pub fn region(name: &str, ipa: u64, size: u64, kind: RegionKind) -> Region {
-    Region { name: name.into(), ipa, size, kind, s2: None, s1: None, fill: 0, init: Vec::new() }
+    Region { name: name.into(), ipa, size, kind, s2: None, s1: None, fill: 0, init: Vec::new(), s1_table_for: None }
 }
 
 /// A region's initial bytes at `offset`.

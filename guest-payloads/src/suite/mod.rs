@@ -33,6 +33,8 @@ pub enum SuiteError {
     Json { case: String, source: serde_json::Error },
     /// A file operation under the suite directory failed.
     Io { path: PathBuf, source: io::Error },
+    /// A generated case does not lower onto the runtime: a generator bug.
+    Lower { case: String, message: String },
 }
 
 impl fmt::Display for SuiteError {
@@ -43,6 +45,7 @@ impl fmt::Display for SuiteError {
             SuiteError::Duplicate(n) => write!(f, "two generated cases are named {n}: give one a distinguishing parameter"),
             SuiteError::Json { case, source } => write!(f, "case {case} does not serialise: {source}"),
             SuiteError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            SuiteError::Lower { case, message } => write!(f, "generated case {case} does not lower: {message} (fix its generator)"),
         }
     }
 }

@@ -96,7 +96,7 @@ pub fn builtin_seeds() -> Vec<Case> {
             .map(|w| Insn::new(*w, d.as_ref().and_then(|d| d.disasm(isa, *w).ok()).unwrap_or_default()))
             .collect();
         let (a, b, obs) = if isa == Isa::A64 { (Reg::X(0), Reg::X(1), Reg::X(2)) } else { (Reg::R(0), Reg::R(1), Reg::R(2)) };
-        let region = |name: &str, ipa, kind| Region { name: name.into(), ipa, size: 0x1000, kind, s2: None, s1: None, fill: 0, init: Vec::new() };
+        let region = |name: &str, ipa, kind| Region { name: name.into(), ipa, size: 0x1000, kind, s2: None, s1: None, fill: 0, init: Vec::new(), s1_table_for: None };
         let mut device = region("dev", SEED_DEVICE, RegionKind::Device);
         device.s2 = Some(S2Attr::DeviceNGnRE);
         out.push(Case {

@@ -200,7 +200,8 @@ fn guest_abort(trap: &Trap, quirks: Quirks, backing: impl Fn(u64) -> Backing) ->
     // a walk's translation fault is a read, so page tables may live in a read-only memslot).
     // Quirk `s1ptw-ro-as-write`: every S1PTW is a write, as before that fix.
     let s1ptw_write = iss.s1ptw() && (iss.dfsc().kind() == FaultKind::Permission || quirks.has(Quirk::S1ptwRoAsWrite));
-    let write_fault = !is_iabt && (s1ptw_write || (iss.wnr() && !iss.s1ptw()));
+    // The S1PTW check comes before the instruction-abort one, as in kvm_is_write_fault.
+    let write_fault = s1ptw_write || (!is_iabt && iss.wnr() && !iss.s1ptw());
     let at = backing(ipa);
     let outside = match at {
         Backing::Hole => true,
