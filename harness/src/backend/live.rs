@@ -54,6 +54,11 @@ impl LiveBackend {
         }
     }
 
+    /// Report under another name (the fuzzer's quirk-free `refhyp-reference`).
+    pub fn set_name(&mut self, name: &str) {
+        self.name = name.to_string();
+    }
+
     pub fn info(&self) -> Option<&TargetInfo> {
         self.info.as_ref()
     }

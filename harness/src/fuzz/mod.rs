@@ -154,6 +154,8 @@ pub struct FindReport {
     pub instructions_before: usize,
     pub instructions_after: usize,
     pub minimise_execs: u64,
+    /// The find shows the planted quirk (`refhyp` and [`REFERENCE`] disagree).
+    pub planted: bool,
     pub path: Option<PathBuf>,
     /// A file with this signature was already there (not overwritten).
     pub known: bool,
@@ -348,9 +350,16 @@ where
     // counts as known (it is the suite's, reported by `trapdiff run`, not a find).
     let n = seeds.len();
     let mut last_tick = Instant::now();
+    let planted_mode = names.iter().any(|n| n == REFERENCE);
+    let mut dropped = 0usize;
     for (k, case) in seeds.into_iter().enumerate().filter(|_| fresh) {
         let outcomes = executor.run_all(&case);
         *state.executions_mut() += 1;
+        if planted_mode && shows_planted(&outcomes) {
+            // This seed already catches the planted bug: leave it out (see REFERENCE).
+            dropped += 1;
+            continue;
+        }
         fuzzer.feedback_mut().observe(&outcomes);
         fuzzer.objective_mut().observe_seed(&outcomes);
         let id = state.corpus_mut().add(Testcase::from(CaseInput(case)))?;
@@ -366,6 +375,9 @@ where
         }
     }
     let initial = state.corpus().count();
+    if planted_mode {
+        eprintln!("trapdiff fuzz: {dropped} seeds already show the planted quirk and were left out; {initial} seeds remain");
+    }
     let mut finds: Vec<FindReport> = Vec::new();
     let mut written = 0usize;
     let queue_dir = cfg.out.as_ref().map(|o| o.join("queue"));
@@ -417,6 +429,7 @@ where
                 instructions_before: p.case.code.insns.len(),
                 instructions_after: m.case.code.insns.len(),
                 minimise_execs: m.execs,
+                planted: shows_planted(&m.outcomes),
                 path,
                 known,
                 case: Some(m.case),
@@ -478,12 +491,31 @@ where
     }
 }
 
+/// With a planted quirk (`--quirk`), the campaign also runs a quirk-free refhyp under this
+/// name: a divergence between it and `refhyp` is the planted bug and nothing else, and seeds
+/// that already show it are left out of the corpus, so the fuzzer has to find the bug itself.
+pub const REFERENCE: &str = "refhyp-reference";
+
+/// A find shows the planted bug: `refhyp` (quirked) and [`REFERENCE`] disagree.
+fn shows_planted(outcomes: &[(String, Outcome)]) -> bool {
+    let pick = |n: &str| outcomes.iter().find(|(b, _)| b == n).map(|(_, o)| o);
+    match (pick("refhyp"), pick(REFERENCE)) {
+        (Some(q), Some(r)) => !q.end.is_infrastructure() && !r.end.is_infrastructure() && !crate::diff::compare(q, r, &[]).is_empty(),
+        _ => false,
+    }
+}
+
 /// Build the named backends (each once: the fuzzer keeps them for the whole campaign).
 pub fn make_backends(a: &FuzzArgs) -> Result<Vec<Box<dyn Backend>>, String> {
     let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1, quirks: a.quirks.iter().copied().collect() };
     let mut out = Vec::new();
     for spec in select::specs(&opts)? {
         out.push((spec.make)().map_err(|e| format!("cannot start backend `{}`: {e} (run `trapdiff doctor`)", spec.name))?);
+    }
+    if !a.quirks.is_empty() && a.backends.iter().any(|b| b.trim() == "refhyp") {
+        let mut r = crate::backend::refhyp::backend(&crate::backend::refhyp::RefhypOptions::default()).map_err(|e| e.to_string())?;
+        r.set_name(REFERENCE);
+        out.push(Box::new(r));
     }
     Ok(out)
 }
@@ -559,7 +591,13 @@ pub fn main(a: FuzzArgs) -> ExitCode {
                 println!("  {}: {} execs, {:.1} execs/s, {} errors, {} timeouts", b.stats.name, b.stats.execs, b.execs_per_second, b.stats.errors, b.stats.timeouts);
             }
             for f in &st.finds {
-                println!("  find {} after {:.1}s: {}", f.signature, f.after_seconds, f.explanation);
+                println!("  find {} after {:.1}s{}: {}", f.signature, f.after_seconds, if f.planted { " (planted quirk)" } else { "" }, f.explanation);
+            }
+            if !a.quirks.is_empty() {
+                match st.finds.iter().filter(|f| f.planted).map(|f| f.after_seconds).reduce(f64::min) {
+                    Some(t) => println!("planted quirk first found after {t:.1}s"),
+                    None => println!("planted quirk not found"),
+                }
             }
             println!("stats in {}", a.out.join("stats.json").display());
             ExitCode::from(u8::from(st.finds.iter().any(|f| !f.known)))
@@ -593,6 +631,9 @@ fn client_command(a: &FuzzArgs, seed: u64, time: Duration, out: &Path) -> Result
     }
     cmd.arg("--out").arg(out).arg("--found").arg(found_dir(a));
     cmd.arg("--minimise-budget").arg(a.minimise_budget.to_string());
+    for q in &a.quirks {
+        cmd.arg("--quirk").arg(q.name());
+    }
     cmd.args(&a.paths);
     Ok(cmd)
 }
