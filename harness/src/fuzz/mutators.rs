@@ -608,10 +608,28 @@ pub fn mutate_checked<R: Rand>(m: Mutation, r: &mut R, case: &mut Case, d: Optio
         return false;
     }
     sync_asm(&mut c, d);
-    if c.validate().is_err() || c == *case {
+    if c.validate().is_err() || c == *case || !sync_s1_tables(&mut c) {
         return false;
     }
     *case = c;
+    true
+}
+
+/// A region holding a stage-1 table (`s1_table_for`) must start with the table for the case
+/// as mutated (lowering checks it): rewrite it, as gen-suite does. False if the case no
+/// longer lowers.
+pub fn sync_s1_tables(case: &mut Case) -> bool {
+    if case.memory.iter().all(|r| r.s1_table_for.is_none()) {
+        return true;
+    }
+    let Ok(pages) = guest_payloads::lower::s1_table_pages(case) else { return false };
+    for (name, bytes) in pages {
+        if let Some(r) = case.memory.iter_mut().find(|r| r.name == name) {
+            let len = bytes.len() as u64;
+            r.init.retain(|i| i.offset >= len);
+            r.init.insert(0, trapdiff_arch::case::Init { offset: 0, bytes });
+        }
+    }
     true
 }
 
