@@ -29,14 +29,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use trapdiff_arch::outcome::{End, Meta};
-use trapdiff_arch::wire::{HostMsg, TargetInfo, TargetMsg};
-use trapdiff_arch::{Case, Outcome};
 
 use super::initramfs;
-use super::qemu::{qemu_base_args, qemu_version, Target, TargetConfig, TargetError};
+use super::live::{LiveBackend, Mailbox};
+use super::qemu::{qemu_base_args, qemu_version, TargetConfig};
 use super::Backend;
 use crate::paths;
 
@@ -73,8 +71,6 @@ pub const MAILBOX_BYTES: u64 = 2 << 20;
 pub use trapdiff_arch::wire::MAILBOX_MARKER;
 /// Messages shorter than this go over the serial link as they are.
 const MAILBOX_THRESHOLD: usize = 256;
-/// Extra time on top of a case's own watchdog before the harness gives up on the target.
-const REPLY_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
@@ -129,9 +125,21 @@ pub fn default_kernel() -> PathBuf {
     paths::default_kernel_dir().join("Image")
 }
 
-/// Build the kvm backend (boots lazily on the first case).
-pub fn backend(opts: &KvmOptions) -> Result<KvmBackend, KvmError> {
-    KvmBackend::new(opts)
+/// Build the kvm backend (boots lazily on the first case): a [`LiveBackend`] like the
+/// refhyp's, plus the ivshmem mailbox under QEMU (jobs go through shared memory when the
+/// agent offers it).
+pub fn backend(opts: &KvmOptions) -> Result<LiveBackend, KvmError> {
+    let (mut config, platform) = target_config(opts)?;
+    if opts.native {
+        return Ok(LiveBackend::new("kvm", config, Some(platform)));
+    }
+    let shm = SharedMemory::create()?;
+    for a in config.args.iter_mut() {
+        if a.starts_with("memory-backend-memfd,id=tddev,") {
+            *a = format!("memory-backend-file,id=tddev,mem-path={},size={SHARED_MEMORY_BYTES},share=on", shm.path.display());
+        }
+    }
+    Ok(LiveBackend::new("kvm", config, Some(platform)).with_mailbox(Box::new(shm)))
 }
 
 /// The `--backends kvm` entry for the runner: `instances` persistent targets side by side
@@ -142,7 +150,7 @@ pub fn spec(opts: KvmOptions, instances: usize) -> Result<crate::run::BackendSpe
     let instances = if opts.native { 1 } else { instances.max(1) };
     Ok(crate::run::BackendSpec {
         name: "kvm".into(),
-        make: Box::new(move || KvmBackend::new(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),
+        make: Box::new(move || backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),
         instances,
     })
 }
@@ -194,203 +202,18 @@ fn remove_stale(dir: &Path) {
     }
 }
 
+impl Mailbox for SharedMemory {
+    fn takes(&self, len: usize) -> bool {
+        len >= MAILBOX_THRESHOLD && (len as u64) <= MAILBOX_BYTES / 2
+    }
+    fn post(&mut self, payload: &[u8]) -> std::io::Result<Vec<u8>> {
+        SharedMemory::post(self, payload)
+    }
+}
+
 impl Drop for SharedMemory {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The kvm backend: a persistent agent (under QEMU or native) that runs case after case.
-/// Like `live::LiveBackend` (lower, send, decode; a target that dies, hangs, panics or garbles
-/// the channel costs that case a `BackendError` with the console excerpt and is booted
-/// again), plus the mailbox: jobs go through the ivshmem shared memory when the agent offers
-/// it, because the serial link into the guest moves only a few tens of KB/s.
-#[derive(Debug)]
-pub struct KvmBackend {
-    config: TargetConfig,
-    platform: String,
-    shm: Option<SharedMemory>,
-    target: Option<Target>,
-    info: Option<TargetInfo>,
-    mailbox: bool,
-    seq: u32,
-    /// Boots so far and the time they took.
-    pub boots: u32,
-    pub boot_time: Duration,
-    /// Kernel warnings/oopses/panics seen, with the case that was running.
-    pub findings: Vec<(String, String)>,
-}
-
-impl KvmBackend {
-    pub fn new(opts: &KvmOptions) -> Result<KvmBackend, KvmError> {
-        let (mut config, platform) = target_config(opts)?;
-        let mut shm = None;
-        if !opts.native {
-            let s = SharedMemory::create()?;
-            for a in config.args.iter_mut() {
-                if a.starts_with("memory-backend-memfd,id=tddev,") {
-                    *a = format!("memory-backend-file,id=tddev,mem-path={},size={SHARED_MEMORY_BYTES},share=on", s.path.display());
-                }
-            }
-            shm = Some(s);
-        }
-        Ok(KvmBackend { config, platform, shm, target: None, info: None, mailbox: false, seq: 0, boots: 0, boot_time: Duration::ZERO, findings: Vec::new() })
-    }
-
-    pub fn info(&self) -> Option<&TargetInfo> {
-        self.info.as_ref()
-    }
-
-    /// Jobs go through the shared-memory mailbox (QEMU mode, agent offers it).
-    pub fn uses_mailbox(&self) -> bool {
-        self.mailbox
-    }
-
-    /// Send a message, through the mailbox when it is big and the agent takes that.
-    fn send(&mut self, msg: &HostMsg) -> Result<(), TargetError> {
-        let Some(t) = self.target.as_mut() else {
-            return Err(TargetError::Died("not started".into(), String::new()));
-        };
-        if self.mailbox {
-            if let Some(shm) = self.shm.as_mut() {
-                let payload = postcard::to_allocvec(msg).map_err(|e| TargetError::Encode(e.to_string()))?;
-                if payload.len() >= MAILBOX_THRESHOLD && (payload.len() as u64) <= MAILBOX_BYTES / 2 {
-                    let doorbell = shm.post(&payload).map_err(|e| TargetError::Encode(format!("mailbox write: {e}")))?;
-                    t.send_raw(&doorbell);
-                    return Ok(());
-                }
-            }
-        }
-        t.send(msg)
-    }
-
-    fn recv(&mut self, timeout: Duration) -> Result<TargetMsg, TargetError> {
-        match self.target.as_mut() {
-            Some(t) => t.recv(timeout),
-            None => Err(TargetError::Died("not started".into(), String::new())),
-        }
-    }
-
-    /// Boot the target if it is not up, and load the runtime into it.
-    pub fn ensure_up(&mut self) -> Result<(), TargetError> {
-        if self.target.is_some() {
-            return Ok(());
-        }
-        let start = Instant::now();
-        self.target = Some(Target::spawn(&self.config)?);
-        let r = self.handshake();
-        if r.is_err() {
-            self.collect_findings("(boot)");
-            self.restart();
-            return r;
-        }
-        self.boots += 1;
-        self.boot_time += start.elapsed();
-        Ok(())
-    }
-
-    fn handshake(&mut self) -> Result<(), TargetError> {
-        let boot_timeout = self.config.boot_timeout;
-        let info = loop {
-            if let TargetMsg::Hello(info) = self.recv(boot_timeout)? {
-                break info;
-            }
-        };
-        self.mailbox = self.shm.is_some() && info.caps.iter().any(|c| c == "mailbox");
-        self.info = Some(info);
-        self.send(&HostMsg::SetRuntime { segments: guest_payloads::lower::runtime_segments() })?;
-        self.seq = self.seq.wrapping_add(1);
-        let ping = self.seq;
-        self.send(&HostMsg::Ping { seq: ping })?;
-        loop {
-            if let TargetMsg::Pong { seq } = self.recv(boot_timeout)? {
-                if seq == ping {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Stop the target (the next case boots a new one).
-    pub fn restart(&mut self) {
-        if let Some(mut t) = self.target.take() {
-            t.kill();
-        }
-    }
-
-    /// Send raw bytes to the target (tests use this to inject garbage).
-    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), TargetError> {
-        self.ensure_up()?;
-        if let Some(t) = self.target.as_mut() {
-            t.send_raw(bytes);
-        }
-        Ok(())
-    }
-
-    fn collect_findings(&mut self, case: &str) {
-        if let Some(t) = self.target.as_mut() {
-            for f in t.take_findings() {
-                self.findings.push((case.to_string(), f));
-            }
-        }
-    }
-
-    fn meta(&self, elapsed: Duration) -> Meta {
-        Meta {
-            backend: "kvm".into(),
-            policy: None,
-            kernel: self.info.as_ref().map(|i| i.version.clone()),
-            midr: self.info.as_ref().map(|i| format!("{:#010x}", i.midr)),
-            qemu: Some(self.platform.clone()),
-            elapsed_us: Some(elapsed.as_micros() as u64),
-        }
-    }
-
-    fn failure(&mut self, case: &Case, e: TargetError, started: Instant) -> Outcome {
-        self.collect_findings(&case.name);
-        self.restart();
-        Outcome { end: End::BackendError { message: format!("kvm backend: {e}") }, meta: self.meta(started.elapsed()), ..Outcome::default() }
-    }
-}
-
-impl Backend for KvmBackend {
-    fn name(&self) -> &str {
-        "kvm"
-    }
-
-    fn run(&mut self, case: &Case) -> Outcome {
-        let started = Instant::now();
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let job = match guest_payloads::lower::lower(case, seq) {
-            Ok(j) => j,
-            Err(e) => {
-                return Outcome {
-                    end: End::BackendError { message: format!("cannot lower the case onto the runtime: {e}") },
-                    meta: self.meta(started.elapsed()),
-                    ..Outcome::default()
-                }
-            }
-        };
-        if let Err(e) = self.ensure_up() {
-            return self.failure(case, e, started);
-        }
-        let timeout = Duration::from_millis(u64::from(job.timeout_ms)) + REPLY_MARGIN;
-        let reply = self.send(&HostMsg::Run(job.clone())).and_then(|_| loop {
-            match self.recv(timeout)? {
-                TargetMsg::Result(r) if r.seq == seq => break Ok(r),
-                _ => continue,
-            }
-        });
-        match reply {
-            Ok(report) => {
-                let mut out = guest_payloads::decode::decode(case, &job, &report);
-                self.collect_findings(&case.name);
-                out.meta = self.meta(started.elapsed());
-                out
-            }
-            Err(e) => self.failure(case, e, started),
-        }
     }
 }
 
@@ -432,7 +255,7 @@ pub fn target_config(opts: &KvmOptions) -> Result<(TargetConfig, String), KvmErr
     args.extend(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string(), "-append".into(), cmdline]);
     // Device memory for Device-nGnRE slots: an ivshmem BAR the agent maps through sysfs, so
     // KVM maps it at stage 2 as a device, the way a VMM passes a device BAR to its guest.
-    // (KvmBackend backs it with a file instead, to write the mailbox at its end.)
+    // (`backend()` backs it with a file instead, to write the mailbox at its end.)
     args.extend([
         "-object".into(),
         format!("memory-backend-memfd,id=tddev,size={SHARED_MEMORY_BYTES},share=on"),

@@ -3,6 +3,10 @@
 //! raw `Report` decoded into an `Outcome` — the same code for both live backends, so a
 //! divergence between them is about the hypervisor, not the harness.
 //!
+//! Jobs travel over the target's serial console as frames, or, when the target offers a
+//! shared-memory [`Mailbox`] (the KVM agent's ivshmem BAR), as a doorbell line pointing into
+//! it: a serial console into a nested guest moves only tens of KB/s.
+//!
 //! Failures never lose the run: a target that dies, hangs, panics or garbles the channel is
 //! recorded in that case's outcome as `End::BackendError` (with the console tail), killed,
 //! and booted again for the next case.
@@ -18,7 +22,16 @@ use super::qemu::{Target, TargetConfig, TargetError};
 use super::Backend;
 
 /// Extra time on top of a case's own watchdog before the harness gives up on the target.
-const REPLY_MARGIN: Duration = Duration::from_secs(10);
+pub const REPLY_MARGIN: Duration = Duration::from_secs(10);
+
+/// A shared-memory side channel for big messages: the message goes into memory and a short
+/// doorbell line (`trapdiff_arch::wire::doorbell`) down the serial link.
+pub trait Mailbox: Send + std::fmt::Debug {
+    /// Whether a postcard-encoded message of `len` bytes goes through the mailbox.
+    fn takes(&self, len: usize) -> bool;
+    /// Write `payload`; returns the doorbell line to send instead of the message.
+    fn post(&mut self, payload: &[u8]) -> std::io::Result<Vec<u8>>;
+}
 
 #[derive(Debug)]
 pub struct LiveBackend {
@@ -36,6 +49,9 @@ pub struct LiveBackend {
     pub findings: Vec<(String, String)>,
     /// Quirks sent with every job (the refhyp re-introduces them; the KVM agent ignores them).
     pub quirks: Quirks,
+    mailbox: Option<Box<dyn Mailbox>>,
+    /// The target said it reads the mailbox (`mailbox` in its Hello caps).
+    mailbox_on: bool,
 }
 
 impl LiveBackend {
@@ -51,6 +67,50 @@ impl LiveBackend {
             boot_time: Duration::ZERO,
             findings: Vec::new(),
             quirks: Quirks::NONE,
+            mailbox: None,
+            mailbox_on: false,
+        }
+    }
+
+    /// Offer `m` to the target; it is used once the target's Hello lists `mailbox`.
+    pub fn with_mailbox(mut self, m: Box<dyn Mailbox>) -> LiveBackend {
+        self.mailbox = Some(m);
+        self
+    }
+
+    /// Jobs go through the mailbox (the target took it).
+    pub fn uses_mailbox(&self) -> bool {
+        self.mailbox_on
+    }
+
+    /// Send a message: through the mailbox when the target takes it and the message is big.
+    fn send(&mut self, msg: &HostMsg) -> Result<(), TargetError> {
+        let Some(t) = self.target.as_mut() else {
+            return Err(TargetError::Died("not started".into(), String::new()));
+        };
+        if let (true, Some(m)) = (self.mailbox_on, self.mailbox.as_mut()) {
+            let payload = postcard::to_allocvec(msg).map_err(|e| TargetError::Encode(e.to_string()))?;
+            if m.takes(payload.len()) {
+                let doorbell = m.post(&payload).map_err(|e| TargetError::Encode(format!("mailbox write: {e}")))?;
+                t.send_raw(&doorbell);
+                return Ok(());
+            }
+        }
+        t.send(msg)
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Result<TargetMsg, TargetError> {
+        match self.target.as_mut() {
+            Some(t) => t.recv(timeout),
+            None => Err(TargetError::Died("not started".into(), String::new())),
+        }
+    }
+
+    fn collect_findings(&mut self, case: &str) {
+        if let Some(t) = self.target.as_mut() {
+            for f in t.take_findings() {
+                self.findings.push((case.to_string(), f));
+            }
         }
     }
 
@@ -69,28 +129,40 @@ impl LiveBackend {
             return Ok(());
         }
         let start = Instant::now();
-        let mut t = Target::spawn(&self.config)?;
-        let info = loop {
-            match t.recv(self.config.boot_timeout)? {
-                TargetMsg::Hello(info) => break info,
-                _ => continue,
-            }
-        };
-        t.send(&HostMsg::SetRuntime { segments: guest_payloads::lower::runtime_segments() })?;
-        self.seq = self.seq.wrapping_add(1);
-        let ping = self.seq;
-        t.send(&HostMsg::Ping { seq: ping })?;
-        loop {
-            match t.recv(self.config.boot_timeout)? {
-                TargetMsg::Pong { seq } if seq == ping => break,
-                _ => continue,
-            }
+        self.target = Some(Target::spawn(&self.config)?);
+        let r = self.handshake();
+        if r.is_err() {
+            // A kernel that panics while booting says why on the console.
+            self.collect_findings("(boot)");
+            self.restart();
+            return r;
         }
         self.boots += 1;
         self.boot_time += start.elapsed();
-        self.info = Some(info);
-        self.target = Some(t);
         Ok(())
+    }
+
+    /// Hello (which says whether the target takes the mailbox), the runtime, a ping.
+    fn handshake(&mut self) -> Result<(), TargetError> {
+        let boot_timeout = self.config.boot_timeout;
+        let info = loop {
+            if let TargetMsg::Hello(info) = self.recv(boot_timeout)? {
+                break info;
+            }
+        };
+        self.mailbox_on = self.mailbox.is_some() && info.caps.iter().any(|c| c == "mailbox");
+        self.info = Some(info);
+        self.send(&HostMsg::SetRuntime { segments: guest_payloads::lower::runtime_segments() })?;
+        self.seq = self.seq.wrapping_add(1);
+        let ping = self.seq;
+        self.send(&HostMsg::Ping { seq: ping })?;
+        loop {
+            if let TargetMsg::Pong { seq } = self.recv(boot_timeout)? {
+                if seq == ping {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// Stop the target (the next case boots a new one).
@@ -125,11 +197,7 @@ impl LiveBackend {
     }
 
     fn failure(&mut self, case: &Case, e: TargetError, started: Instant) -> Outcome {
-        if let Some(t) = self.target.as_mut() {
-            for f in t.take_findings() {
-                self.findings.push((case.name.clone(), f));
-            }
-        }
+        self.collect_findings(&case.name);
         self.restart();
         Outcome {
             end: End::BackendError { message: format!("{} backend: {e}", self.name) },
@@ -162,25 +230,16 @@ impl Backend for LiveBackend {
             return self.failure(case, e, started);
         }
         let timeout = Duration::from_millis(u64::from(job.timeout_ms)) + REPLY_MARGIN;
-        let reply = {
-            let Some(t) = self.target.as_mut() else {
-                return self.failure(case, TargetError::Died("not started".into(), String::new()), started);
-            };
-            t.send(&HostMsg::Run(job.clone())).and_then(|_| loop {
-                match t.recv(timeout)? {
-                    TargetMsg::Result(r) if r.seq == seq => break Ok(r),
-                    _ => continue,
-                }
-            })
-        };
+        let reply = self.send(&HostMsg::Run(job.clone())).and_then(|_| loop {
+            match self.recv(timeout)? {
+                TargetMsg::Result(r) if r.seq == seq => break Ok(r),
+                _ => continue,
+            }
+        });
         match reply {
             Ok(report) => {
                 let mut out = guest_payloads::decode::decode(case, &job, &report);
-                if let Some(t) = self.target.as_mut() {
-                    for f in t.take_findings() {
-                        self.findings.push((case.name.clone(), f));
-                    }
-                }
+                self.collect_findings(&case.name);
                 out.meta = self.meta(started.elapsed());
                 out
             }
