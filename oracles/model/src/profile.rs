@@ -93,19 +93,16 @@ pub const LINUX_6_1: Profile = Profile {
 
 /// What the in-repo refhyp implements (oracles/refhyp/src/policy.rs, its rule table). It
 /// follows Linux 6.1 wherever Linux's choice is a promise to userspace, so that a
-/// refhyp-vs-KVM divergence points at KVM. Where it differs:
-/// - stage 2 is built in full before the guest runs (oracles/refhyp/src/guest_mem.rs
-///   `build_stage2`), not faulted in lazily: so a CMO to an untouched page of a read-only slot
-///   completes, where Linux takes a stage-2 translation fault with WnR=1 and reports it as a
-///   write to a read-only slot (a NISV exit or ENOSYS). This one *is* visible to the guest and
-///   the VMM; the model states it so the diff can say which layer disagrees.
+/// refhyp-vs-KVM divergence points at KVM; like KVM it fills stage 2 lazily (runner.rs
+/// `Decision::MapPage`). Where it differs: no PSCI, and HVC writes x0 only.
 pub const REFERENCE: Profile = Profile {
     name: "reference",
-    summary: "the refhyp (oracles/refhyp/src/policy.rs): Linux 6.1 promises, stage 2 mapped up front",
+    summary: "the refhyp (oracles/refhyp/src/policy.rs): Linux 6.1 promises, lazy stage 2, no PSCI",
     // oracles/refhyp/src/el2/mod.rs: `fwb = cpu::has_s2fwb()`; QEMU -cpu max has FEAT_S2FWB.
     fwb: true,
-    // oracles/refhyp/src/guest_mem.rs build_stage2(): every slot mapped before the guest runs.
-    lazy_s2: false,
+    // oracles/refhyp/src/runner.rs: only the runtime's slot is mapped up front; a case's pages
+    // are mapped on their first stage-2 fault (policy.rs "map the page ... lazily, as KVM does").
+    lazy_s2: true,
     cmo_outside_memory: CmoOutsideMemory::Skip,
     s2_alignment: UnhandledS2Fault::RunError(EFAULT),
     nisv_errno: ENOSYS,
@@ -132,7 +129,7 @@ mod tests {
     #[test]
     fn names_resolve_and_are_unique() {
         assert_eq!(profile("linux-6.1").map(|p| p.fwb), Some(LINUX_6_1.fwb));
-        assert_eq!(profile("reference").map(|p| p.lazy_s2), Some(false));
+        assert_eq!(profile("reference").map(|p| p.lazy_s2), Some(true));
         assert!(profile("linux-9.9").is_none());
         for (i, p) in PROFILES.iter().enumerate() {
             assert!(PROFILES[..i].iter().all(|q| q.name != p.name));
