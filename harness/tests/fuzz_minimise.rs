@@ -136,10 +136,19 @@ fn model(profile: &str) -> Box<dyn Backend> {
     Box::new(trapdiff::backend::model::ModelBackend::new(p))
 }
 
-/// The real divergent pair the fuzzer is for, without live backends: the model under the
-/// Linux 6.1 policy and under the reference policy (the refhyp's) disagree on some trap
-/// handling; the campaign finds it from the curated suite's cmo cases on which they agree,
-/// and minimises it, and the minimised case still diverges the same way.
+/// Linux 6.1's policy with stage 2 mapped up front instead of lazily: a hypervisor that
+/// differs from KVM in one documented way (the refhyp did, before it filled stage 2 lazily).
+static EAGER_S2: trapdiff_model::Profile = trapdiff_model::Profile {
+    name: "linux-6.1-eager-s2",
+    summary: "linux-6.1 with every slot mapped at stage 2 before the guest runs",
+    lazy_s2: false,
+    ..trapdiff_model::profile::LINUX_6_1
+};
+
+/// A real divergent pair without live backends: the model under the Linux 6.1 policy and
+/// under the same policy with stage 2 mapped up front disagree on CMOs to untouched pages of
+/// read-only slots; the campaign finds that from the curated suite's cmo cases on which they
+/// agree, and minimises it, and the minimised case still diverges the same way.
 ///
 /// The campaign runs in a child process, as `trapdiff fuzz`'s supervisor runs its client:
 /// the model can abort the process (capstone-rs 0.14 meets AArch64 operand types it cannot
@@ -174,7 +183,9 @@ fn profiles_campaign(seed: u64) {
         eprintln!("skipped: no cmo cases in corpus/suite (run the payload generator)");
         return;
     }
-    let pair = || -> Vec<Box<dyn Backend>> { vec![Box::new(Renamed("model", model("linux-6.1"))), Box::new(Renamed("model-reference", model("reference")))] };
+    let pair = || -> Vec<Box<dyn Backend>> {
+        vec![Box::new(Renamed("model", model("linux-6.1"))), Box::new(Renamed("model-eager-s2", Box::new(trapdiff::backend::model::ModelBackend::new(&EAGER_S2))))]
+    };
     // Start from the cases the two profiles agree on: the divergence must be the fuzzer's.
     let mut judge = pair();
     let seeds: Vec<Case> = seeds.into_iter().filter(|c| signature::find(&judge.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>()).is_none()).collect();
