@@ -5,18 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for e in entries {
-            collect(&e, out);
-        }
-    } else if p.extension().is_some_and(|e| e == "json") {
-        out.push(p.to_path_buf());
-    }
-}
+#[path = "../tests/support/case_files.rs"]
+mod case_files;
+use case_files::json_files;
 
 /// This process's user+system CPU time in seconds (Linux /proc/self/stat, fields 14 and 15, in
 /// clock ticks of 1/100 s): on a shared machine the wall clock also counts other processes.
@@ -32,8 +23,7 @@ fn main() {
     let dir = std::env::var("TRAPDIFF_SUITE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite"));
-    let mut files = Vec::new();
-    collect(&dir, &mut files);
+    let files = json_files(&dir);
     let cases: Vec<trapdiff_arch::Case> =
         files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|t| serde_json::from_str(&t).ok()).collect();
     if cases.is_empty() {

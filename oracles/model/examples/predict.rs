@@ -3,20 +3,11 @@
 //! outcome JSON with `--json`, then a summary of end kinds.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for e in entries {
-            collect(&e, out);
-        }
-    } else if p.extension().is_some_and(|e| e == "json") {
-        out.push(p.to_path_buf());
-    }
-}
+#[path = "../tests/support/case_files.rs"]
+mod case_files;
+use case_files::json_files;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,7 +18,7 @@ fn main() {
         match a.as_str() {
             "--policy" => policy = args.next().unwrap_or_default(),
             "--json" => json = true,
-            _ => collect(Path::new(&a), &mut files),
+            _ => files.extend(json_files(Path::new(&a))),
         }
     }
     let Some(profile) = trapdiff_model::profile(&policy) else {

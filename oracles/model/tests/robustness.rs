@@ -2,25 +2,16 @@
 //! the instruction words: mutate curated cases with random words (a deterministic xorshift,
 //! as the fuzzer's instruction mutator would) and predict each.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use trapdiff_arch::case::Insn;
 use trapdiff_arch::{Case, Isa};
 use trapdiff_model::{Model, PROFILES};
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for e in entries {
-            collect(&e, out);
-        }
-    } else if p.extension().is_some_and(|e| e == "json") {
-        out.push(p.to_path_buf());
-    }
-}
+#[path = "support/case_files.rs"]
+mod case_files;
+use case_files::json_files;
 
 struct XorShift(u64);
 impl XorShift {
@@ -34,9 +25,8 @@ impl XorShift {
 
 #[test]
 fn random_instruction_words_never_panic() {
-    let mut files = Vec::new();
-    collect(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"), &mut files);
-    collect(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite"), &mut files);
+    let mut files = json_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"));
+    files.extend(json_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite")));
     let cases: Vec<Case> = files.iter().filter_map(|f| serde_json::from_str(&std::fs::read_to_string(f).ok()?).ok()).collect();
     assert!(!cases.is_empty());
     let seed = std::env::var("ROBUSTNESS_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15u64);

@@ -9,23 +9,12 @@ use trapdiff_arch::outcome::End;
 use trapdiff_arch::Case;
 use trapdiff_model::{Model, PROFILES};
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for e in entries {
-            collect(&e, out);
-        }
-    } else if p.extension().is_some_and(|e| e == "json") {
-        out.push(p.to_path_buf());
-    }
-}
+#[path = "support/case_files.rs"]
+mod case_files;
+use case_files::json_files;
 
 fn load(dir: &Path) -> Vec<Case> {
-    let mut files = Vec::new();
-    collect(dir, &mut files);
-    files
+    json_files(dir)
         .iter()
         .map(|f| {
             let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
