@@ -162,7 +162,8 @@ pub struct Region {
     pub s1_table_for: Option<String>,
 }
 
-/// Span of one level-3 stage-1 table (4 KiB granule): 512 pages.
+/// Span of one level-3 stage-1 table with the 4 KiB granule: 512 entries of one page each
+/// (Arm ARM D8.2.7 "Translation using the 4KB granule"; LPAE G5.4, the same at level 3).
 pub const S1_LEAF_TABLE_SPAN: u64 = 2 << 20;
 
 fn is_zero_u8(v: &u8) -> bool {
