@@ -203,4 +203,8 @@ pub struct Meta {
     pub qemu: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_us: Option<u64>,
+    /// Kernel WARN/BUG/Oops/lockdep/RCU-stall lines (and their call traces) the backend's
+    /// kernel printed while this case ran; any makes the case a `kernel-finding` verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_findings: Vec<String>,
 }

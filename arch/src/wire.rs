@@ -32,8 +32,12 @@ pub fn doorbell(offset: u64, len: usize, crc: u32) -> Vec<u8> {
 }
 /// Largest payload a receiver accepts (after hex decoding).
 pub const MAX_PAYLOAD: usize = 1 << 20;
-/// Version of the message set; `Hello` carries it so mismatched builds say so.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the message set; `Hello` carries it so mismatched builds say so. 2: the KVM
+/// agent ends a job at exit `max_exits + 1` without recording it, as the refhyp does.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// Why a frame did not decode, when it looks like a `Hello` of another protocol version
+/// (`protocol` is the first field of [`TargetInfo`], so every version can read it).
+pub const STALE_HELLO: &str = "frame does not decode: a Hello of another protocol version";
 
 /// Harness to backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,8 +241,26 @@ fn decode_frame_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Frame<T> {
     }
     match postcard::from_bytes(&payload) {
         Ok(m) => Frame::Msg(m),
+        Err(_) if hello_protocol(&payload).is_some_and(|v| v != PROTOCOL_VERSION) => Frame::Corrupt(STALE_HELLO),
         Err(_) => Frame::Corrupt("frame does not decode as a message"),
     }
+}
+
+/// The protocol version of a postcard-encoded `TargetMsg::Hello` (variant 0, then the
+/// varint `protocol`), read without decoding the rest.
+pub fn hello_protocol(payload: &[u8]) -> Option<u32> {
+    let (&variant, rest) = payload.split_first()?;
+    if variant != 0 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for (i, &b) in rest.iter().take(5).enumerate() {
+        v |= u32::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -273,6 +295,23 @@ mod tests {
         assert!(matches!(lines[0], Line::Frame(Frame::Corrupt(_))));
         let lines = feed(&mut r, b"@TD zz 00000000\n@TD \n");
         assert!(lines.iter().all(|l| matches!(l, Line::Frame(Frame::Corrupt(_)))));
+    }
+
+    #[test]
+    fn a_hello_of_another_protocol_is_named() {
+        let hello = TargetMsg::Hello(TargetInfo { protocol: 300, backend: "kvm".into(), ..TargetInfo::default() });
+        let payload = postcard::to_allocvec(&hello).unwrap();
+        assert_eq!(hello_protocol(&payload), Some(300));
+        // An older build whose Hello has fewer fields: the version is still readable.
+        let mut old = payload.clone();
+        old.truncate(3);
+        let mut frame = FRAME_MARKER.to_vec();
+        frame.extend_from_slice(hexfmt::encode(&old).as_bytes());
+        frame.extend_from_slice(alloc::format!(" {:08x}\n", crc32(&old)).as_bytes());
+        let mut r = FrameReader::new();
+        let lines: Vec<Line<TargetMsg>> = frame.iter().filter_map(|&b| r.push(b)).collect();
+        assert_eq!(lines, vec![Line::Frame(Frame::Corrupt(STALE_HELLO))]);
+        assert_eq!(hello_protocol(&postcard::to_allocvec(&TargetMsg::Pong { seq: 1 }).unwrap()), None);
     }
 
     #[test]

@@ -40,6 +40,10 @@ struct BackendArgs {
     /// Re-introduce a historical KVM bug into the refhyp (repeatable; `trapdiff quirks` lists them).
     #[arg(long = "quirk", value_name = "NAME", value_parser = select::parse_quirk)]
     quirks: Vec<trapdiff_arch::quirk::Quirk>,
+    /// Extra words for the kvm backend's kernel command line (repeatable), e.g.
+    /// `--kernel-append kvm-arm.mode=nvhe`.
+    #[arg(long = "kernel-append", value_name = "WORD")]
+    kernel_append: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +71,12 @@ enum Cmd {
         /// Write report.json, junit.xml, results.tap, report.md and report.html here.
         #[arg(long, default_value = "reports/run")]
         report: PathBuf,
+        /// Continue the killed run whose reports go to DIR: its plan (DIR/run.json) and the
+        /// outcomes it recorded (DIR/outcomes.jsonl) are read back, only the missing
+        /// (case, backend) pairs run, and the reports cover the whole run. Other arguments
+        /// are ignored.
+        #[arg(long, value_name = "DIR", conflicts_with = "paths")]
+        resume: Option<PathBuf>,
     },
     /// Fuzz: mutate cases, run them on every backend, keep what shows new behaviour,
     /// minimise divergences into corpus/found/.
@@ -133,7 +143,80 @@ fn options(b: &BackendArgs) -> BackendOptions {
         policy: b.policy.clone(),
         jobs: b.jobs,
         quirks: b.quirks.iter().copied().collect(),
+        kernel_append: b.kernel_append.clone(),
     }
+}
+
+/// Load the plan's cases, run them (continuing `dir`'s outcomes when `resuming`), write the
+/// reports; the exit status of the run.
+fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode {
+    let mut cases = Vec::new();
+    let mut load_errors = Vec::new();
+    for r in case_file::load_all(&plan.paths) {
+        match r {
+            Ok(c) => cases.push(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                load_errors.push(e.to_string());
+            }
+        }
+    }
+    let cases = run::select(cases, plan.filter.as_deref(), plan.shard);
+    let waivers = match WaiverFile::load(&paths::waivers_file()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = match plan.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let specs = match select::specs(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| plan.save(dir)) {
+        eprintln!("error: cannot write the run plan into {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    let stream_path = dir.join("outcomes.jsonl");
+    let done = if resuming {
+        match run::read_stream(&stream_path) {
+            Ok(c) => {
+                let n = c.records.len();
+                if c.bad_lines > 0 {
+                    eprintln!("trapdiff: {} torn or unreadable line(s) in {} ignored", c.bad_lines, stream_path.display());
+                }
+                let done = run::outcomes_done(&cases, c.records);
+                let pairs: usize = done.iter().map(|d| d.len()).sum();
+                eprintln!("trapdiff: resuming {}: {n} recorded outcomes, {pairs} of {} (case, backend) pairs done", dir.display(), cases.len() * specs.len());
+                done
+            }
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", stream_path.display());
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        cases.iter().map(|_| Default::default()).collect()
+    };
+    eprintln!("trapdiff: {} cases on {}", cases.len(), plan.backends.join(", "));
+    let stream = run::Stream { path: stream_path, append: resuming };
+    let result = run::run_resumable(cases.clone(), load_errors, specs, &waivers, Some(stream), done);
+    if let Err(e) = report::write_all(dir, &result, &cases) {
+        eprintln!("error: writing reports to {}: {e}", dir.display());
+    }
+    print!("{}", report::markdown(&result));
+    println!("\nreports in {}", dir.display());
+    ExitCode::from(result.exit_code())
 }
 
 fn main() -> ExitCode {
@@ -160,43 +243,35 @@ fn main() -> ExitCode {
             }
             status
         }
-        Cmd::Run { paths: ps, backend, filter, shard, report: dir } => {
-            let ps = if ps.is_empty() { vec![paths::suite_dir()] } else { ps };
-            let mut cases = Vec::new();
-            let mut load_errors = Vec::new();
-            for r in case_file::load_all(&ps) {
-                match r {
-                    Ok(c) => cases.push(c),
+        Cmd::Run { paths: ps, backend, filter, shard, report: dir, resume } => {
+            let resuming = resume.is_some();
+            let (plan, dir) = match resume {
+                Some(dir) => match run::Plan::load(&dir) {
+                    Ok(p) => (p, dir),
                     Err(e) => {
                         eprintln!("error: {e}");
-                        load_errors.push(e.to_string());
+                        return ExitCode::from(2);
                     }
-                }
-            }
-            let cases = run::select(cases, filter.as_deref(), shard);
-            let waivers = match WaiverFile::load(&paths::waivers_file()) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
+                },
+                None => {
+                    let ps = if ps.is_empty() { vec![paths::suite_dir()] } else { ps };
+                    let o = options(&backend);
+                    let plan = run::Plan {
+                        paths: ps,
+                        backends: o.names,
+                        kernel: o.kernel,
+                        native: o.native,
+                        policy: o.policy,
+                        jobs: o.jobs,
+                        quirks: o.quirks.iter().map(|q| q.name().to_string()).collect(),
+                        kernel_append: o.kernel_append,
+                        filter,
+                        shard,
+                    };
+                    (plan, dir)
                 }
             };
-            let specs = match select::specs(&options(&backend)) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            eprintln!("trapdiff: {} cases on {}", cases.len(), backend.backends.join(", "));
-            let _ = std::fs::create_dir_all(&dir);
-            let result = run::run(cases.clone(), load_errors, specs, &waivers, Some(dir.join("outcomes.jsonl")));
-            if let Err(e) = report::write_all(&dir, &result, &cases) {
-                eprintln!("error: writing reports to {}: {e}", dir.display());
-            }
-            print!("{}", report::markdown(&result));
-            println!("\nreports in {}", dir.display());
-            ExitCode::from(result.exit_code())
+            run_plan(&plan, &dir, resuming)
         }
         Cmd::Fuzz(args) => trapdiff::fuzz::main(args),
         Cmd::Bench { paths: ps, backend, cases: n, per_boot } => {

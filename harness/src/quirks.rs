@@ -73,7 +73,7 @@ fn quiet(v: Verdict) -> bool {
 pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks: &[Quirk], jobs: usize, waivers: &WaiverFile) -> Result<CheckReport, String> {
     let started = std::time::Instant::now();
     let specs = |q: Quirks| {
-        select::specs(&BackendOptions { names: vec!["model".into(), "refhyp".into()], kernel: None, native: false, policy: "linux-6.1".into(), jobs, quirks: q })
+        select::specs(&BackendOptions { names: vec!["model".into(), "refhyp".into()], kernel: None, native: false, policy: "linux-6.1".into(), jobs, quirks: q, kernel_append: Vec::new() })
     };
     let mut all: Vec<(PathBuf, Case)> = suite.to_vec();
     all.extend(regressions.iter().cloned());

@@ -112,5 +112,9 @@ fn kernel_panic_is_recorded_and_the_run_goes_on() {
     }
     assert!(!outcomes[3].end.is_infrastructure(), "after the panic the kernel is rebooted and the run goes on: {:?}", outcomes[3].end);
     assert_eq!(b.boots, 2);
-    assert!(b.findings.iter().any(|(case, f)| case == &cases[2].name && f.contains("Kernel panic")), "{:?}", b.findings);
+    // The panic is that case's kernel finding, and no other case's.
+    assert!(outcomes[2].meta.kernel_findings.iter().any(|f| f.contains("Kernel panic")), "{:?}", outcomes[2].meta);
+    for i in [0, 1, 3] {
+        assert!(outcomes[i].meta.kernel_findings.is_empty(), "case {i}: {:?}", outcomes[i].meta.kernel_findings);
+    }
 }

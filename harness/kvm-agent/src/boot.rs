@@ -8,6 +8,7 @@ use std::ffi::CString;
 pub struct Cmdline {
     pub console: String,
     pub panic_after: Option<u64>,
+    pub warn_at: Option<u64>,
 }
 
 impl Cmdline {
@@ -17,7 +18,7 @@ impl Cmdline {
     }
 
     pub fn parse(text: &str) -> Cmdline {
-        let mut c = Cmdline { console: "ttyAMA0".into(), panic_after: None };
+        let mut c = Cmdline { console: "ttyAMA0".into(), panic_after: None, warn_at: None };
         for word in text.split_whitespace() {
             if let Some(v) = word.strip_prefix("trapdiff.console=") {
                 // A device name, never a path: the agent opens /dev/<name>.
@@ -26,6 +27,8 @@ impl Cmdline {
                 }
             } else if let Some(v) = word.strip_prefix("trapdiff.panic_after=") {
                 c.panic_after = v.parse().ok();
+            } else if let Some(v) = word.strip_prefix("trapdiff.warn_at=") {
+                c.warn_at = v.parse().ok();
             }
         }
         c
@@ -68,6 +71,25 @@ pub fn crash_kernel() {
     eprintln!("trapdiff-agent: trapdiff.panic_after reached: crashing the kernel on purpose (sysrq c)");
     if let Err(e) = std::fs::write("/proc/sysrq-trigger", b"c") {
         eprintln!("trapdiff-agent: cannot write /proc/sysrq-trigger: {e} (CONFIG_MAGIC_SYSRQ?)");
+    }
+}
+
+/// TEST ONLY (`trapdiff.warn_at=`): put a WARN-shaped splat into the kernel log through
+/// /dev/kmsg (Documentation/ABI/testing/dev-kmsg: a write is one record, "<4>" its level), so
+/// the harness's kernel-finding plumbing can be proven through the real console channel. The
+/// text says it is a test, so it can never pass for a real kernel warning.
+pub fn write_test_warning(seq: u32) {
+    let lines = [
+        format!("<4>WARNING: CPU: 0 PID: 1 at harness/kvm-agent/src/boot.rs:0 trapdiff_test_warning (trapdiff.warn_at test mode, job seq {seq})"),
+        "<4>Call trace:".to_string(),
+        "<4> trapdiff_test_warning+0x0/0x4".to_string(),
+        "<4>---[ end trace 0000000000000000 ]---".to_string(),
+    ];
+    for l in lines {
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg").and_then(|mut f| std::io::Write::write_all(&mut f, l.as_bytes())) {
+            eprintln!("trapdiff-agent: cannot write /dev/kmsg: {e}");
+            return;
+        }
     }
 }
 

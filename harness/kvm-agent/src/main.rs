@@ -16,7 +16,10 @@
 //! - `trapdiff.console=NAME`   serial device under /dev to use (default ttyAMA0);
 //! - `trapdiff.panic_after=N`  TEST ONLY, off by default: on the (N+1)-th `Run` after boot,
 //!   crash the kernel with `echo c > /proc/sysrq-trigger` instead of running the job, so that
-//!   the harness's panic recovery can be tested.
+//!   the harness's panic recovery can be tested;
+//! - `trapdiff.warn_at=N`      TEST ONLY, off by default: on the (N+1)-th `Run` after boot,
+//!   write a WARN-shaped splat to /dev/kmsg before the job, so that the harness's kernel-finding
+//!   plumbing can be tested end to end.
 
 mod boot;
 mod console;
@@ -183,6 +186,9 @@ impl Agent {
             HostMsg::Run(job) => {
                 if self.cmdline.panic_after.is_some_and(|n| self.runs >= n) {
                     boot::crash_kernel();
+                }
+                if self.cmdline.warn_at == Some(self.runs) {
+                    boot::write_test_warning(job.seq);
                 }
                 self.runs += 1;
                 let mut used_factory = false;

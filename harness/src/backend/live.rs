@@ -23,6 +23,8 @@ use super::Backend;
 
 /// Extra time on top of a case's own watchdog before the harness gives up on the target.
 pub const REPLY_MARGIN: Duration = Duration::from_secs(10);
+/// Boots that fail in a row before the backend stops trying (the boot circuit breaker).
+pub const MAX_BOOT_FAILURES: u32 = 3;
 
 /// A shared-memory side channel for big messages: the message goes into memory and a short
 /// doorbell line (`trapdiff_arch::wire::doorbell`) down the serial link.
@@ -45,8 +47,14 @@ pub struct LiveBackend {
     /// Boots so far and the time they took.
     pub boots: u32,
     pub boot_time: Duration,
-    /// Kernel warnings/oopses seen on the console, with the case that was running.
-    pub findings: Vec<(String, String)>,
+    /// Kernel findings of boots (not of any case): the lines, until `take_boot_findings`.
+    boot_findings: Vec<String>,
+    /// Boots that failed since the last one that worked.
+    boot_failures: u32,
+    /// Why the backend gave up (the circuit breaker tripped, or the image is stale).
+    gave_up: Option<String>,
+    /// After this many boot failures in a row the backend gives up.
+    pub max_boot_failures: u32,
     /// Quirks sent with every job (the refhyp re-introduces them; the KVM agent ignores them).
     pub quirks: Quirks,
     mailbox: Option<Box<dyn Mailbox>>,
@@ -65,7 +73,10 @@ impl LiveBackend {
             platform,
             boots: 0,
             boot_time: Duration::ZERO,
-            findings: Vec::new(),
+            boot_findings: Vec::new(),
+            boot_failures: 0,
+            gave_up: None,
+            max_boot_failures: MAX_BOOT_FAILURES,
             quirks: Quirks::NONE,
             mailbox: None,
             mailbox_on: false,
@@ -106,12 +117,25 @@ impl LiveBackend {
         }
     }
 
-    fn collect_findings(&mut self, case: &str) {
-        if let Some(t) = self.target.as_mut() {
-            for f in t.take_findings() {
-                self.findings.push((case.to_string(), f));
-            }
-        }
+    /// Kernel findings since the last call (the lines of this case's WARN/BUG/... splats).
+    fn take_findings(&mut self) -> Vec<String> {
+        self.target.as_mut().map(|t| t.take_findings()).unwrap_or_default()
+    }
+
+    fn collect_boot_findings(&mut self) {
+        let f = self.take_findings();
+        self.boot_findings.extend(f);
+    }
+
+    /// The current target's process id, if one is running (fault-injection tests).
+    pub fn target_pid(&self) -> Option<u32> {
+        self.target.as_ref().map(|t| t.pid())
+    }
+
+    /// How to rebuild this backend's image, for a stale-protocol error.
+    fn rebuild_hint(&self) -> String {
+        let what = if self.name.starts_with("refhyp") { "refhyp" } else { "agent" };
+        format!("rebuild with `bash ci/setup.sh {what}`")
     }
 
     /// Report under another name (the fuzzer's quirk-free `refhyp-reference`).
@@ -129,14 +153,27 @@ impl LiveBackend {
             return Ok(());
         }
         let start = Instant::now();
-        self.target = Some(Target::spawn(&self.config)?);
-        let r = self.handshake();
-        if r.is_err() {
-            // A kernel that panics while booting says why on the console.
-            self.collect_findings("(boot)");
+        let r = Target::spawn(&self.config).and_then(|t| {
+            self.target = Some(t);
+            self.handshake()
+        });
+        // What the kernel said while booting belongs to no case.
+        self.collect_boot_findings();
+        if let Err(e) = r {
             self.restart();
-            return r;
+            self.boot_failures += 1;
+            if e.is_permanent() {
+                self.gave_up = Some(match &e {
+                    TargetError::Protocol(_) => format!("{e}: {}", self.rebuild_hint()),
+                    _ => e.to_string(),
+                });
+            } else if self.boot_failures >= self.max_boot_failures {
+                let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                self.gave_up = Some(format!("{} boots failed in a row, the last: {first}", self.boot_failures));
+            }
+            return Err(e);
         }
+        self.boot_failures = 0;
         self.boots += 1;
         self.boot_time += start.elapsed();
         Ok(())
@@ -193,17 +230,20 @@ impl LiveBackend {
             midr: self.info.as_ref().map(|i| format!("{:#010x}", i.midr)),
             qemu: self.platform.clone(),
             elapsed_us: Some(elapsed.as_micros() as u64),
+            kernel_findings: Vec::new(),
         }
     }
 
-    fn failure(&mut self, case: &Case, e: TargetError, started: Instant) -> Outcome {
-        self.collect_findings(&case.name);
+    fn failure(&mut self, e: TargetError, started: Instant) -> Outcome {
+        let findings = self.take_findings();
         self.restart();
-        Outcome {
-            end: End::BackendError { message: format!("{} backend: {e}", self.name) },
-            meta: self.meta(started.elapsed()),
-            ..Outcome::default()
-        }
+        let message = match &e {
+            TargetError::Protocol(_) => format!("{} backend: {e}: {}", self.name, self.rebuild_hint()),
+            _ => format!("{} backend: {e}", self.name),
+        };
+        let mut meta = self.meta(started.elapsed());
+        meta.kernel_findings = findings;
+        Outcome { end: End::BackendError { message }, meta, ..Outcome::default() }
     }
 }
 
@@ -226,8 +266,16 @@ impl Backend for LiveBackend {
                 }
             }
         };
+        if let Some(why) = &self.gave_up {
+            return Outcome {
+                end: End::BackendError { message: format!("backend unavailable ({why})") },
+                meta: self.meta(started.elapsed()),
+                ..Outcome::default()
+            };
+        }
         if let Err(e) = self.ensure_up() {
-            return self.failure(case, e, started);
+            // A failed boot is this case's error; what the kernel said stays with the boots.
+            return self.failure(e, started);
         }
         let timeout = Duration::from_millis(u64::from(job.timeout_ms)) + REPLY_MARGIN;
         let reply = self.send(&HostMsg::Run(job.clone())).and_then(|_| loop {
@@ -239,11 +287,19 @@ impl Backend for LiveBackend {
         match reply {
             Ok(report) => {
                 let mut out = guest_payloads::decode::decode(case, &job, &report);
-                self.collect_findings(&case.name);
                 out.meta = self.meta(started.elapsed());
+                out.meta.kernel_findings = self.take_findings();
                 out
             }
-            Err(e) => self.failure(case, e, started),
+            Err(e) => self.failure(e, started),
         }
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        self.gave_up.clone()
+    }
+
+    fn take_boot_findings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.boot_findings)
     }
 }

@@ -18,8 +18,18 @@ pub trait Backend: Send {
     /// come back as `End::BackendError` (and the backend restarts itself for the next case),
     /// cases the backend cannot express here as `End::Skipped` with the reason.
     fn run(&mut self, case: &Case) -> Outcome;
+    /// Why the backend will run no more cases (its boot circuit breaker tripped, its image is
+    /// stale); the runner then marks the remaining cases at once instead of waiting on each.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
+    /// Kernel findings printed while the backend booted (they belong to no case).
+    fn take_boot_findings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
+pub mod kernel_log;
 pub mod live;
 pub mod qemu;
 pub mod model;

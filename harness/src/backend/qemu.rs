@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use trapdiff_arch::wire::{self, Frame, FrameReader, HostMsg, Line, TargetMsg};
 
+use super::kernel_log::KernelLog;
+
 /// How to start a target.
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
@@ -40,6 +42,46 @@ pub enum TargetError {
     Encode(String),
     #[error("the channel stays corrupt after {0} resends{1}")]
     Corrupt(u32, String),
+    /// The target's `Hello` is from another protocol version (a stale build).
+    #[error("{}", protocol_message(*.0))]
+    Protocol(Option<u32>),
+}
+
+fn protocol_message(theirs: Option<u32>) -> String {
+    match theirs {
+        Some(v) => format!("the target speaks protocol {v}, this harness {}", wire::PROTOCOL_VERSION),
+        None => format!("the target's Hello does not decode as protocol {}", wire::PROTOCOL_VERSION),
+    }
+}
+
+impl TargetError {
+    /// Retrying cannot help: the target image itself is wrong.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, TargetError::Protocol(_) | TargetError::Spawn(..))
+    }
+}
+
+/// The target dies with the harness, even on SIGKILL: PR_SET_PDEATHSIG (prctl(2)) sends it
+/// SIGKILL when the thread that spawned it exits, so a LiveBackend must be driven from the
+/// thread that owns it (run.rs gives each instance its own thread for its whole life).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe; captured before fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and only calls the async-signal-safe
+    // prctl, getppid and kill.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before prctl took effect: no signal will come.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
 }
 
 enum FromTarget {
@@ -50,8 +92,8 @@ enum FromTarget {
 
 /// Lines of console output kept for error messages.
 const CONSOLE_TAIL: usize = 40;
-/// Console patterns that mean the target kernel or hypervisor is gone or damaged.
-const PANIC_PATTERNS: &[&str] = &["Kernel panic", "Internal error: Oops", "Unable to handle kernel", "refhyp: panic", "BUG: "];
+/// Console patterns that mean the target kernel or hypervisor is gone: stop waiting for it.
+const DEAD_PATTERNS: &[&str] = &["Kernel panic", "refhyp: panic"];
 
 /// A running target.
 #[derive(Debug)]
@@ -60,14 +102,16 @@ pub struct Target {
     to_target: Sender<Vec<u8>>,
     from_target: Receiver<FromTarget>,
     console: VecDeque<String>,
-    /// Console lines seen since the last call to `take_findings` that look like kernel trouble.
-    findings: Vec<String>,
+    /// Kernel findings (WARN, BUG, Oops, ...) seen since the last call to `take_findings`.
+    kernel_log: KernelLog,
     last_sent: Option<Vec<u8>>,
 }
 
 impl Target {
     pub fn spawn(cfg: &TargetConfig) -> Result<Target, TargetError> {
-        let mut child = Command::new(&cfg.program)
+        let mut cmd = Command::new(&cfg.program);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
             .args(&cfg.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -125,7 +169,7 @@ impl Target {
                 }
             });
         }
-        Ok(Target { child, to_target, from_target, console: VecDeque::new(), findings: Vec::new(), last_sent: None })
+        Ok(Target { child, to_target, from_target, console: VecDeque::new(), kernel_log: KernelLog::new(), last_sent: None })
     }
 
     pub fn send(&mut self, msg: &HostMsg) -> Result<(), TargetError> {
@@ -160,9 +204,15 @@ impl Target {
                 }
                 Ok(FromTarget::Frame(Frame::Msg(TargetMsg::Log { text }))) => {
                     self.note(format!("[target] {text}"));
-                    self.scan(&text);
+                    self.kernel_log.push_text(&text);
+                }
+                Ok(FromTarget::Frame(Frame::Msg(TargetMsg::Hello(info)))) if info.protocol != wire::PROTOCOL_VERSION => {
+                    return Err(TargetError::Protocol(Some(info.protocol)));
                 }
                 Ok(FromTarget::Frame(Frame::Msg(m))) => return Ok(m),
+                Ok(FromTarget::Frame(Frame::Corrupt(why))) if why == wire::STALE_HELLO => {
+                    return Err(TargetError::Protocol(None));
+                }
                 Ok(FromTarget::Frame(Frame::Corrupt(why))) => {
                     self.note(format!("corrupt frame from target: {why}"));
                     resends += 1;
@@ -195,20 +245,16 @@ impl Target {
         }
     }
 
+    /// Note a console line as a kernel finding if it is one; true if the target is gone.
     fn scan(&mut self, line: &str) -> bool {
-        if PANIC_PATTERNS.iter().any(|p| line.contains(p)) {
-            self.findings.push(line.to_string());
-            return line.contains("Kernel panic") || line.contains("refhyp: panic");
-        }
-        if line.contains("WARNING:") || line.contains("Call trace:") {
-            self.findings.push(line.to_string());
-        }
-        false
+        self.kernel_log.push(line);
+        DEAD_PATTERNS.iter().any(|p| line.contains(p))
     }
 
     fn drain_for(&mut self, d: Duration) {
         let end = Instant::now() + d;
         while let Ok(FromTarget::Console(l)) = self.from_target.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            self.kernel_log.push(&l);
             self.note(l);
         }
     }
@@ -233,9 +279,14 @@ impl Target {
         s
     }
 
-    /// Kernel warnings/oopses seen since the last call.
+    /// Kernel findings (lines of WARN/BUG/Oops/... splats) seen since the last call.
     pub fn take_findings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.findings)
+        self.kernel_log.take()
+    }
+
+    /// The target's process id (the fault-injection tests signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_exit(&mut self) -> String {

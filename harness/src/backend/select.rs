@@ -18,6 +18,8 @@ pub struct BackendOptions {
     pub jobs: usize,
     /// Historical bugs the refhyp re-introduces (`trapdiff quirks`).
     pub quirks: Quirks,
+    /// Extra words for the kvm backend's kernel command line.
+    pub kernel_append: Vec<String>,
 }
 
 /// `--quirk NAME`: a quirk by name or alias, or an error listing the known ones.
@@ -56,7 +58,12 @@ fn spec(name: &str, o: &BackendOptions) -> Result<BackendSpec, String> {
             })
         }
         "kvm" => {
-            let opts = super::kvm::KvmOptions { kernel: o.kernel.clone(), native: o.native, ..super::kvm::KvmOptions::default() };
+            let opts = super::kvm::KvmOptions {
+                kernel: o.kernel.clone(),
+                native: o.native,
+                extra_cmdline: o.kernel_append.clone(),
+                ..super::kvm::KvmOptions::default()
+            };
             super::kvm::target_config(&opts).map_err(|e| e.to_string())?;
             Ok(BackendSpec {
                 name: "kvm".into(),

@@ -507,7 +507,7 @@ fn shows_planted(outcomes: &[(String, Outcome)]) -> bool {
 
 /// Build the named backends (each once: the fuzzer keeps them for the whole campaign).
 pub fn make_backends(a: &FuzzArgs) -> Result<Vec<Box<dyn Backend>>, String> {
-    let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1, quirks: a.quirks.iter().copied().collect() };
+    let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1, quirks: a.quirks.iter().copied().collect(), kernel_append: Vec::new() };
     let mut out = Vec::new();
     for spec in select::specs(&opts)? {
         out.push((spec.make)().map_err(|e| format!("cannot start backend `{}`: {e} (run `trapdiff doctor`)", spec.name))?);
