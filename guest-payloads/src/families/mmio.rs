@@ -62,7 +62,29 @@ pub fn generate(dis: &Disassembler) -> Result<Vec<Case>, SuiteError> {
     a64_no_syndrome(dis, &mut out)?;
     aarch32_no_syndrome(dis, &mut out)?;
     s1_tables_in_memslot(dis, &mut out)?;
+    exit_limit(dis, &mut out)?;
     Ok(out)
+}
+
+/// `limits.max_exits`: four MMIO loads with a limit of two exits. Exit number
+/// max_exits + 1 ends the case as `exit_limit` without being recorded (guest-payloads/src/
+/// lower.rs "Exit limit"), the same on the model, the refhyp and the KVM agent, so a VMM
+/// that loops on exits is cut off identically everywhere.
+fn exit_limit(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> {
+    use a64::{Addr, Op, Size};
+    let isa = Isa::A64;
+    let ld = |rt: u8| a64::ldst(Op::Load, Size::W, rt, 1, Addr::Offset(0));
+    let mut c = mmio_case("ldr-w-exit-limit", isa, El::El1)
+        .describe("Four LDRs from an MMIO hole with limits.max_exits = 2: two KVM_EXIT_MMIO reads are recorded, the third exit ends the case as exit_limit, unrecorded.")
+        .detail("op=ldr-w exits=4 max_exits=2")
+        .reg(Reg::X(1), u128::from(TARGET_IPA))
+        .vmm(|v| v.reads = vec![trapdiff_arch::case::RegValue(READ_POS.into())])
+        .code([ld(2), ld(3), ld(4), ld(5)])
+        .code(marker(isa))
+        .observe(&[Reg::X(2), Reg::X(3), Reg::X(4), marker_reg(isa)]);
+    c.case.limits.max_exits = 2;
+    out.push(c.build(dis)?);
+    Ok(())
 }
 
 /// A64 loads with a valid syndrome: (name, op, size, X destination).
