@@ -118,3 +118,51 @@ fn kernel_panic_is_recorded_and_the_run_goes_on() {
         assert!(outcomes[i].meta.kernel_findings.is_empty(), "case {i}: {:?}", outcomes[i].meta.kernel_findings);
     }
 }
+
+/// A kernel warning printed while a case runs reaches that case's outcome, and only that
+/// case's, through the real guest console: the agent's test mode `trapdiff.warn_at=1` writes
+/// a WARN-shaped splat into the kernel log (/dev/kmsg) before the second job; the agent
+/// forwards the log after the job as it does for any kernel warning; the harness's kernel-log
+/// reader keeps the splat and the runner makes the case a `kernel-finding` (exit status 1)
+/// although all backends agree on it.
+#[test]
+fn a_kernel_warning_is_that_cases_kernel_finding() {
+    require_kvm!();
+    let cases: Vec<_> = kvm_support::suite_cases("mmio", 3).into_iter().map(|c| (std::path::PathBuf::from(format!("{}.json", c.name)), c)).collect();
+    assert_eq!(cases.len(), 3, "three mmio suite cases");
+    let opts = KvmOptions { extra_cmdline: vec!["trapdiff.warn_at=1".into()], ..KvmOptions::default() };
+    let spec = trapdiff::run::BackendSpec {
+        name: "kvm".into(),
+        make: Box::new(move || kvm::backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),
+        instances: 1,
+    };
+    let model = trapdiff::backend::select::specs(&trapdiff::backend::select::BackendOptions {
+        names: vec!["model".into()],
+        kernel: None,
+        native: false,
+        policy: "linux-6.1".into(),
+        jobs: 1,
+        quirks: Default::default(),
+        kernel_append: Vec::new(),
+    })
+    .expect("model");
+    let mut specs = model;
+    specs.push(spec);
+    let r = trapdiff::run::run(cases, vec![], specs, &trapdiff::waivers::WaiverFile::default(), None);
+    let v: Vec<_> = r.cases.iter().map(|c| c.verdict).collect();
+    for c in &r.cases {
+        eprintln!("{}: {:?} {:?}", c.name, c.verdict, c.outcomes["kvm"].meta.kernel_findings);
+    }
+    use trapdiff::run::Verdict;
+    assert_eq!(v[1], Verdict::KernelFinding, "{v:?}");
+    assert_ne!(v[0], Verdict::KernelFinding);
+    assert_ne!(v[2], Verdict::KernelFinding);
+    let lines = &r.cases[1].outcomes["kvm"].meta.kernel_findings;
+    assert!(lines[0].starts_with("WARNING: CPU: 0 PID: 1 at harness/kvm-agent/src/boot.rs:0 trapdiff_test_warning"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "Call trace:") && lines.iter().any(|l| l.contains("trapdiff_test_warning+0x0/0x4")), "{lines:?}");
+    assert_eq!(r.cases[1].outcomes["kvm"].meta.kernel.as_deref().map(|k| k.starts_with("6.")), Some(true), "the kernel release is recorded");
+    assert!(r.cases[1].divergences.is_empty(), "the outcomes agree; the finding alone fails the case");
+    assert_eq!(r.exit_code(), 1);
+    let tap = trapdiff::report::tap(&r);
+    assert!(tap.contains("not ok 2 ") && tap.contains("# kernel-finding") && tap.contains("trapdiff_test_warning"), "{tap}");
+}
