@@ -353,7 +353,13 @@ impl FromStr for Reg {
         if s == "sp" {
             return Ok(Reg::Sp);
         }
-        let (p, n) = s.split_at(1.min(s.len()));
+        // Split after the first char, not the first byte: "é1" must be an error, not a panic.
+        let Some(first) = s.chars().next() else { return Err(err()) };
+        let (p, n) = s.split_at(first.len_utf8());
+        // Digits only: u8's parser also takes a leading '+'.
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
         let n: u8 = n.parse().map_err(|_| err())?;
         let r = match p {
             "x" => Reg::X(n),
@@ -598,6 +604,7 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> CaseError {
 
 /// Register names that only exist in A64 / only in AArch32 assembly, to catch words of one
 /// instruction set filed under the other.
+/// (Each token is ASCII alphanumeric, so `t[1..]` never splits a character.)
 fn mentions_a64_regs(asm: &str) -> bool {
     asm.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
         (t.starts_with('x') || t.starts_with('w')) && t.len() > 1 && t[1..].parse::<u8>().is_ok_and(|n| n <= 30) || t == "xzr" || t == "wzr"
@@ -640,10 +647,12 @@ impl Case {
             if r.size % PAGE_SIZE != 0 {
                 return Err(err(f("size"), format!("{:#x} is not a multiple of the {PAGE_SIZE}-byte page the backends map", r.size)));
             }
-            let end = r.ipa.checked_add(r.size).filter(|e| *e <= limit);
-            let Some(end) = end else {
-                return Err(err(f("size"), format!("region ends past {limit:#x}, the highest address a {isa:?} case can use")));
+            let Some(end) = r.ipa.checked_add(r.size) else {
+                return Err(err(f("size"), format!("ipa {:#x} + size {:#x} overflows 64 bits", r.ipa, r.size)));
             };
+            if end > limit {
+                return Err(err(f("size"), format!("region ends past {limit:#x}, the highest address a {isa:?} case can use")));
+            }
             if r.ipa < abi::RESERVED_END && end > abi::RESERVED_BASE {
                 return Err(err(
                     f("ipa"),
@@ -660,7 +669,11 @@ impl Case {
                 return Err(err(f("init"), "an `mmio` region has no memory to initialise (reads come from vmm.reads)"));
             }
             for (k, init) in r.init.iter().enumerate() {
-                if init.offset.checked_add(init.bytes.len() as u64).is_none_or(|e| e > r.size) {
+                let Some(end) = init.offset.checked_add(init.bytes.len() as u64) else {
+                    let m = format!("offset {:#x} + {} bytes overflows 64 bits", init.offset, init.bytes.len());
+                    return Err(err(f(&format!("init[{k}].offset")), m));
+                };
+                if end > r.size {
                     return Err(err(f(&format!("init[{k}]")), "extends past the end of the region"));
                 }
             }
@@ -674,6 +687,7 @@ impl Case {
             if target.name == r.name || !matches!(r.kind, RegionKind::Ram | RegionKind::RoRam) || !self.sysregs.mmu {
                 return Err(err(f, "a `ram` or `ro_ram` region can hold the stage-1 table of another region, with the MMU on"));
             }
+            // No overflow: the loop above checked every region's ipa + size.
             if target.ipa / S1_LEAF_TABLE_SPAN != (target.ipa + target.size - 1) / S1_LEAF_TABLE_SPAN {
                 return Err(err(f, format!("region `{t}` spans more than one {S1_LEAF_TABLE_SPAN:#x}-byte block, so more than one level-3 table")));
             }
@@ -693,7 +707,10 @@ impl Case {
         if self.code.ipa % isa.insn_align() != 0 {
             return Err(err("code.ipa", format!("{:#x} is not {}-byte aligned as {isa:?} code must be", self.code.ipa, isa.insn_align())));
         }
-        let code_end = self.code.ipa + self.code.size(isa) + abi::code_trailer_size(isa);
+        let code_end = self.code.ipa.checked_add(self.code.size(isa)).and_then(|e| e.checked_add(abi::code_trailer_size(isa)));
+        let Some(code_end) = code_end else {
+            return Err(err("code.ipa", format!("{:#x} plus the code's size and end marker overflows 64 bits", self.code.ipa)));
+        };
         match self.region_at(self.code.ipa) {
             Some(r) if matches!(r.kind, RegionKind::Ram | RegionKind::RoRam) => {
                 if code_end > r.ipa + r.size {
@@ -744,7 +761,10 @@ impl Case {
             if !r.kind.has_memory() {
                 return Err(err(f, format!("region `{}` is mmio: it has no memory to observe", r.name)));
             }
-            if w.offset + u64::from(w.len) > r.size || w.len > abi::MAX_WINDOW {
+            let Some(end) = w.offset.checked_add(u64::from(w.len)) else {
+                return Err(err(format!("{f}.offset"), format!("{:#x} plus len {} overflows 64 bits", w.offset, w.len)));
+            };
+            if end > r.size || w.len > abi::MAX_WINDOW {
                 return Err(err(f, format!("window must lie inside the region and be at most {} bytes", abi::MAX_WINDOW)));
             }
         }
@@ -810,4 +830,19 @@ impl fmt::Display for Family {
 #[allow(dead_code)]
 fn _assert_to_string(r: Reg) -> String {
     r.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_names_parse_strictly_and_never_panic() {
+        assert_eq!("x30".parse::<Reg>(), Ok(Reg::X(30)));
+        assert_eq!("v31".parse::<Reg>(), Ok(Reg::Q(31)));
+        assert_eq!("sp".parse::<Reg>(), Ok(Reg::Sp));
+        for bad in ["", "x", "x31", "x+1", "x-1", "é1", "x١", "ｘ0", "\u{301}", "r15", "q32"] {
+            assert!(bad.parse::<Reg>().is_err(), "{bad:?} parsed");
+        }
+    }
 }

@@ -118,7 +118,7 @@ pub mod bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         if d.is_human_readable() {
             let s: String = serde::Deserialize::deserialize(d)?;
-            decode(&s).ok_or_else(|| de::Error::custom("expected an even number of hex digits"))
+            decode(&s).ok_or_else(|| de::Error::custom(alloc::format!("`{s}` is not bytes in hex (an even number of hex digits)")))
         } else {
             struct BV;
             impl<'de> Visitor<'de> for BV {

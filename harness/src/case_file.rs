@@ -2,6 +2,7 @@
 //! the file and the field; code words must disassemble as the `asm` beside them says in the
 //! case's instruction set. Nothing here panics on bad input.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use trapdiff_arch::Case;
@@ -12,6 +13,10 @@ use crate::disasm;
 pub enum CaseFileError {
     #[error("{path}: cannot read: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: file is larger than the {} MiB a case may be", MAX_CASE_FILE >> 20)]
+    TooLarge { path: PathBuf },
+    #[error("{path}:{line}: not UTF-8 at byte offset {offset}")]
+    NotUtf8 { path: PathBuf, line: usize, offset: usize },
     #[error("{path}:{line}:{column}: {message}")]
     Syntax { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {field}: {message}")]
@@ -21,9 +26,28 @@ pub enum CaseFileError {
 impl CaseFileError {
     pub fn path(&self) -> &Path {
         match self {
-            CaseFileError::Io { path, .. } | CaseFileError::Syntax { path, .. } | CaseFileError::Invalid { path, .. } => path,
+            CaseFileError::Io { path, .. }
+            | CaseFileError::TooLarge { path }
+            | CaseFileError::NotUtf8 { path, .. }
+            | CaseFileError::Syntax { path, .. }
+            | CaseFileError::Invalid { path, .. } => path,
         }
     }
+}
+
+/// Largest case file `load` reads, so a stray huge file is an error, not all of memory. The
+/// biggest committed case is 11 KiB, and a job carries at most 1 MiB of initial bytes
+/// (`wire::MAX_PAYLOAD`), 2 MiB as hex: no case that can run comes near.
+pub const MAX_CASE_FILE: u64 = 16 << 20;
+
+/// Parse and validate a case from a file's bytes (`path` names it in errors).
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Case, CaseFileError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        let line = 1 + bytes[..offset].iter().filter(|b| **b == b'\n').count();
+        CaseFileError::NotUtf8 { path: path.to_path_buf(), line, offset }
+    })?;
+    parse(path, text)
 }
 
 /// Parse and validate a case from JSON text (`path` names it in errors).
@@ -72,8 +96,15 @@ fn check_disassembly(case: &Case) -> Result<(), (String, String)> {
 }
 
 pub fn load(path: &Path) -> Result<Case, CaseFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CaseFileError::Io { path: path.to_path_buf(), source: e })?;
-    parse(path, &text)
+    let io = |e| CaseFileError::Io { path: path.to_path_buf(), source: e };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // One byte past the limit tells a file of exactly the limit from a larger one.
+    let mut bytes = Vec::new();
+    file.take(MAX_CASE_FILE + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_CASE_FILE {
+        return Err(CaseFileError::TooLarge { path: path.to_path_buf() });
+    }
+    parse_bytes(path, &bytes)
 }
 
 /// Every `*.json` case under `paths` (files or directories, recursively, sorted), except
