@@ -7,9 +7,9 @@
 //! hit is recorded as what happened to it, no QEMU outlives the killed harness, and
 //! outcomes.jsonl holds each (case, backend) exactly once. Prints the table of faults.
 //!
-//! Run it (about 2-3 minutes on 2 cores; it needs QEMU, the kernel, the refhyp and the agent
-//! that `bash ci/setup.sh` provides):
-//!   cargo test --release -p trapdiff --test fault_injection -- --ignored --nocapture
+//! It runs in `ci/test.sh` (about 45 s on 2 cores; it needs QEMU, the kernel, the refhyp and
+//! the agent that `bash ci/setup.sh` provides, and says skipped without them). With the table:
+//!   cargo test --release -p trapdiff --test fault_injection -- --nocapture
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -126,7 +126,6 @@ fn fault_of(o: &serde_json::Value) -> Option<String> {
 }
 
 #[test]
-#[ignore = "fault-injection suite, 2-3 minutes: cargo test --release -p trapdiff --test fault_injection -- --ignored --nocapture"]
 fn every_fault_is_recorded_and_nothing_is_lost() {
     if let Some(why) = missing() {
         eprintln!("skipped: {why}");

@@ -303,3 +303,49 @@ impl Backend for LiveBackend {
         std::mem::take(&mut self.boot_findings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn case() -> Case {
+        crate::case_file::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/malformed/valid.json")).expect("valid.json")
+    }
+
+    /// A target that prints `payload` as one frame, then idles: a stale build's Hello.
+    fn target_printing(tag: &str, payload: &[u8]) -> TargetConfig {
+        let mut frame = wire_frame(payload);
+        frame.pop(); // the newline; printf adds it
+        let script = std::env::temp_dir().join(format!("trapdiff-stale-{tag}-{}.sh", std::process::id()));
+        std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' '{}'\nsleep 5\n", String::from_utf8_lossy(&frame))).expect("script");
+        TargetConfig { program: "/bin/sh".into(), args: vec![script.display().to_string()], boot_timeout: Duration::from_secs(5) }
+    }
+
+    fn wire_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = trapdiff_arch::wire::FRAME_MARKER.to_vec();
+        for b in payload {
+            f.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
+        f.extend_from_slice(format!(" {:08x}\n", trapdiff_arch::crc32::crc32(payload)).as_bytes());
+        f
+    }
+
+    #[test]
+    fn a_stale_build_is_told_to_rebuild_and_not_retried() {
+        let old = TargetMsg::Hello(TargetInfo { protocol: 1, backend: "refhyp".into(), ..TargetInfo::default() });
+        let decodable = postcard::to_allocvec(&old).expect("encode");
+        // A Hello of the same layout but another version, and one of a layout this build
+        // cannot decode: both say which protocol and how to rebuild.
+        for (tag, payload, name) in [("same-layout", decodable.clone(), "refhyp"), ("other-layout", decodable[..2].to_vec(), "kvm")] {
+            let mut b = LiveBackend::new(name, target_printing(tag, &payload), None);
+            let o = b.run(&case());
+            let End::BackendError { message } = &o.end else { panic!("{tag}: {:?}", o.end) };
+            let what = if name == "refhyp" { "refhyp" } else { "agent" };
+            assert!(message.contains(&format!("rebuild with `bash ci/setup.sh {what}`")), "{tag}: {message}");
+            assert!(message.contains("protocol"), "{tag}: {message}");
+            assert!(b.unavailable().is_some_and(|w| w.contains("rebuild")), "a stale image is not booted again");
+            assert_eq!(b.boots, 0);
+        }
+    }
+}
