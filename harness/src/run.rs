@@ -1,9 +1,12 @@
 //! `trapdiff run`: every case on every chosen backend, outcomes streamed to disk as they
 //! arrive, then diffed pairwise, waivers applied, and the verdicts summarised.
 //!
-//! Live backends (refhyp, kvm) each run in their own threads (`jobs` persistent instances per
-//! backend, each taking every `jobs`-th case); the model runs in-process. A backend that fails
-//! to start turns its cases into backend errors; the run goes on.
+//! Each backend runs `instances` persistent instances in threads of their own, taking cases
+//! from one shared queue per backend (a rebooting instance strands nothing). Judging is
+//! honest: a selected backend that never reports a case makes it an error, one side alone is
+//! `no-comparison`, a kernel splat is a `kernel-finding`. A backend that gives up (its boot
+//! circuit breaker, a stale image) has its remaining cases marked at once. Outcomes stream to
+//! `outcomes.jsonl`, fsync'd per record, so `--resume` continues a killed run.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
