@@ -161,14 +161,19 @@ pub enum ReportEnd {
 
 /// Encode a message as one frame line (with the trailing newline).
 pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, postcard::Error> {
-    let payload = postcard::to_allocvec(msg)?;
+    Ok(frame_payload(&postcard::to_allocvec(msg)?))
+}
+
+/// One frame line around already-encoded payload bytes (tests use it for payloads no message
+/// encodes to, such as an older build's `Hello`).
+pub fn frame_payload(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() * 2 + 16);
     out.extend_from_slice(FRAME_MARKER);
-    out.extend_from_slice(hexfmt::encode(&payload).as_bytes());
+    out.extend_from_slice(hexfmt::encode(payload).as_bytes());
     out.push(b' ');
-    out.extend_from_slice(alloc::format!("{:08x}", crc32(&payload)).as_bytes());
+    out.extend_from_slice(alloc::format!("{:08x}", crc32(payload)).as_bytes());
     out.push(b'\n');
-    Ok(out)
+    out
 }
 
 /// What a receiver made of one line.
@@ -305,9 +310,7 @@ mod tests {
         // An older build whose Hello has fewer fields: the version is still readable.
         let mut old = payload.clone();
         old.truncate(3);
-        let mut frame = FRAME_MARKER.to_vec();
-        frame.extend_from_slice(hexfmt::encode(&old).as_bytes());
-        frame.extend_from_slice(alloc::format!(" {:08x}\n", crc32(&old)).as_bytes());
+        let frame = frame_payload(&old);
         let mut r = FrameReader::new();
         let lines: Vec<Line<TargetMsg>> = frame.iter().filter_map(|&b| r.push(b)).collect();
         assert_eq!(lines, vec![Line::Frame(Frame::Corrupt(STALE_HELLO))]);

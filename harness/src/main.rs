@@ -188,28 +188,28 @@ fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode
         return ExitCode::from(2);
     }
     let stream_path = dir.join("outcomes.jsonl");
-    let done = if resuming {
-        match run::read_stream(&stream_path) {
-            Ok(c) => {
-                let n = c.records.len();
-                if c.bad_lines > 0 {
-                    eprintln!("trapdiff: {} torn or unreadable line(s) in {} ignored", c.bad_lines, stream_path.display());
-                }
-                let done = run::outcomes_done(&cases, c.records);
-                let pairs: usize = done.iter().map(|d| d.len()).sum();
-                eprintln!("trapdiff: resuming {}: {n} recorded outcomes, {pairs} of {} (case, backend) pairs done", dir.display(), cases.len() * specs.len());
-                done
+    let (done, keep) = match resuming.then(|| run::read_stream(&stream_path)) {
+        Some(Ok(c)) => {
+            let n = c.records.len();
+            if c.bad_lines > 0 {
+                eprintln!("trapdiff: {} torn or unreadable line(s) in {} ignored", c.bad_lines, stream_path.display());
             }
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", stream_path.display());
-                return ExitCode::from(2);
-            }
+            let keep = Some(c.good_len);
+            let done = run::outcomes_done(&cases, c.records);
+            let pairs: usize = done.iter().map(|d| d.len()).sum();
+            eprintln!("trapdiff: resuming {}: {n} recorded outcomes, {pairs} of {} (case, backend) pairs done", dir.display(), cases.len() * specs.len());
+            (done, keep)
         }
-    } else {
-        cases.iter().map(|_| Default::default()).collect()
+        // Killed before the first record: nothing to keep.
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (cases.iter().map(|_| Default::default()).collect(), None),
+        Some(Err(e)) => {
+            eprintln!("error: cannot read {}: {e}", stream_path.display());
+            return ExitCode::from(2);
+        }
+        None => (cases.iter().map(|_| Default::default()).collect(), None),
     };
     eprintln!("trapdiff: {} cases on {}", cases.len(), plan.backends.join(", "));
-    let stream = run::Stream { path: stream_path, append: resuming };
+    let stream = run::Stream { path: stream_path, keep };
     let result = run::run_resumable(cases.clone(), load_errors, specs, &waivers, Some(stream), done);
     if let Err(e) = report::write_all(dir, &result, &cases) {
         eprintln!("error: writing reports to {}: {e}", dir.display());

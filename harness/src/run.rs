@@ -279,7 +279,7 @@ impl Progress {
 /// Run `cases` on `backends`, streaming outcomes to `stream` (JSON lines) if given.
 pub fn run(cases: Vec<(PathBuf, Case)>, load_errors: Vec<String>, backends: Vec<BackendSpec>, waivers: &WaiverFile, stream: Option<PathBuf>) -> RunResult {
     let done = cases.iter().map(|_| BTreeMap::new()).collect();
-    run_resumable(cases, load_errors, backends, waivers, stream.map(|p| Stream { path: p, append: false }), done)
+    run_resumable(cases, load_errors, backends, waivers, stream.map(|p| Stream { path: p, keep: None }), done)
 }
 
 /// Where outcomes are streamed: one JSON line per (case, backend), fsync'd per record so a
@@ -287,8 +287,9 @@ pub fn run(cases: Vec<(PathBuf, Case)>, load_errors: Vec<String>, backends: Vec<
 #[derive(Clone, Debug)]
 pub struct Stream {
     pub path: PathBuf,
-    /// Append to an existing stream (resume) instead of starting a new one.
-    pub append: bool,
+    /// Resume: keep the first this many bytes of the existing stream (its good records, as
+    /// [`read_stream`] found them; a torn last line goes) and append. None: start a new one.
+    pub keep: Option<u64>,
 }
 
 /// One line of `outcomes.jsonl`.
@@ -532,16 +533,14 @@ pub fn run_resumable(
 }
 
 fn open_stream(s: &Stream) -> std::io::Result<std::fs::File> {
-    if s.append && s.path.exists() {
-        // Cut a torn last line off so the next record starts on a line of its own.
-        let good = read_stream(&s.path)?.good_len;
-        let f = std::fs::OpenOptions::new().write(true).open(&s.path)?;
-        f.set_len(good)?;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&s.path)?;
-        f.flush()?;
-        Ok(f)
-    } else {
-        std::fs::File::create(&s.path)
+    match s.keep {
+        Some(good) => {
+            // Cut a torn last line off so the next record starts on a line of its own.
+            let f = std::fs::OpenOptions::new().append(true).open(&s.path)?;
+            f.set_len(good)?;
+            Ok(f)
+        }
+        None => std::fs::File::create(&s.path),
     }
 }
 
@@ -685,9 +684,8 @@ mod tests {
             &self.name
         }
         fn run(&mut self, case: &Case) -> Outcome {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            self.calls.fetch_add(1, Ordering::SeqCst);
             let i: usize = case.name.trim_start_matches("c").parse().unwrap_or(0);
-            let _ = n;
             (self.f)(i).expect("scripted panic")
         }
         fn unavailable(&self) -> Option<String> {
@@ -852,8 +850,9 @@ mod tests {
         assert_eq!((c.records.len(), c.bad_lines), (5, 1));
         let kvm_calls = Arc::new(AtomicUsize::new(0));
         let specs = vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(done()), None, kvm_calls.clone())];
+        let keep = Some(c.good_len);
         let done = outcomes_done(&all, c.records);
-        let resumed = run_resumable(all.clone(), vec![], specs, &WaiverFile::default(), Some(Stream { path: path.clone(), append: true }), done);
+        let resumed = run_resumable(all.clone(), vec![], specs, &WaiverFile::default(), Some(Stream { path: path.clone(), keep }), done);
         assert_eq!(verdicts(&resumed), verdicts(&full));
         let after = read_stream(&path).unwrap();
         assert_eq!((after.records.len(), after.bad_lines), (8, 0), "each (case, backend) once, the torn line gone");

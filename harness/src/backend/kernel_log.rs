@@ -90,12 +90,16 @@ pub fn strip_prefix(line: &str) -> &str {
 
 /// Whether a line starts a finding.
 pub fn is_trigger(line: &str) -> bool {
-    let l = strip_prefix(line);
+    triggers(strip_prefix(line))
+}
+
+/// `l` without its prefix starts a finding.
+fn triggers(l: &str) -> bool {
     TRIGGERS.iter().any(|t| l.contains(t))
 }
 
-fn continues(line: &str) -> bool {
-    let l = strip_prefix(line);
+/// `l` without its prefix continues a splat.
+fn continues(l: &str) -> bool {
     // Frames (" kvm_handle_guest_abort+0x2c/0x5a0"), register dumps ("x29: ..."), indented text.
     l.starts_with(' ') || l.starts_with('\t') || l.contains("+0x") || (l.starts_with('x') && l.contains(": ")) || CONTINUATIONS.iter().any(|c| l.starts_with(c))
 }
@@ -111,7 +115,7 @@ impl KernelLog {
         if l.trim().is_empty() {
             return false;
         }
-        if is_trigger(l) {
+        if triggers(l) {
             self.keep(l);
             self.in_splat = MAX_SPLAT;
             return true;

@@ -127,15 +127,15 @@ impl LiveBackend {
         self.boot_findings.extend(f);
     }
 
-    /// The current target's process id, if one is running (fault-injection tests).
-    pub fn target_pid(&self) -> Option<u32> {
-        self.target.as_ref().map(|t| t.pid())
-    }
-
-    /// How to rebuild this backend's image, for a stale-protocol error.
-    fn rebuild_hint(&self) -> String {
-        let what = if self.name.starts_with("refhyp") { "refhyp" } else { "agent" };
-        format!("rebuild with `bash ci/setup.sh {what}`")
+    /// A target error as the user reads it: a stale image says how to rebuild it.
+    fn describe(&self, e: &TargetError) -> String {
+        match e {
+            TargetError::Protocol(_) => {
+                let what = if self.name.starts_with("refhyp") { "refhyp" } else { "agent" };
+                format!("{e}: rebuild with `bash ci/setup.sh {what}`")
+            }
+            _ => e.to_string(),
+        }
     }
 
     /// Report under another name (the fuzzer's quirk-free `refhyp-reference`).
@@ -163,10 +163,7 @@ impl LiveBackend {
             self.restart();
             self.boot_failures += 1;
             if e.is_permanent() {
-                self.gave_up = Some(match &e {
-                    TargetError::Protocol(_) => format!("{e}: {}", self.rebuild_hint()),
-                    _ => e.to_string(),
-                });
+                self.gave_up = Some(self.describe(&e));
             } else if self.boot_failures >= self.max_boot_failures {
                 let first = e.to_string().lines().next().unwrap_or_default().to_string();
                 self.gave_up = Some(format!("{} boots failed in a row, the last: {first}", self.boot_failures));
@@ -237,10 +234,7 @@ impl LiveBackend {
     fn failure(&mut self, e: TargetError, started: Instant) -> Outcome {
         let findings = self.take_findings();
         self.restart();
-        let message = match &e {
-            TargetError::Protocol(_) => format!("{} backend: {e}: {}", self.name, self.rebuild_hint()),
-            _ => format!("{} backend: {e}", self.name),
-        };
+        let message = format!("{} backend: {}", self.name, self.describe(&e));
         let mut meta = self.meta(started.elapsed());
         meta.kernel_findings = findings;
         Outcome { end: End::BackendError { message }, meta, ..Outcome::default() }
@@ -315,20 +309,11 @@ mod tests {
 
     /// A target that prints `payload` as one frame, then idles: a stale build's Hello.
     fn target_printing(tag: &str, payload: &[u8]) -> TargetConfig {
-        let mut frame = wire_frame(payload);
+        let mut frame = trapdiff_arch::wire::frame_payload(payload);
         frame.pop(); // the newline; printf adds it
         let script = std::env::temp_dir().join(format!("trapdiff-stale-{tag}-{}.sh", std::process::id()));
         std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' '{}'\nsleep 5\n", String::from_utf8_lossy(&frame))).expect("script");
         TargetConfig { program: "/bin/sh".into(), args: vec![script.display().to_string()], boot_timeout: Duration::from_secs(5) }
-    }
-
-    fn wire_frame(payload: &[u8]) -> Vec<u8> {
-        let mut f = trapdiff_arch::wire::FRAME_MARKER.to_vec();
-        for b in payload {
-            f.extend_from_slice(format!("{b:02x}").as_bytes());
-        }
-        f.extend_from_slice(format!(" {:08x}\n", trapdiff_arch::crc32::crc32(payload)).as_bytes());
-        f
     }
 
     #[test]

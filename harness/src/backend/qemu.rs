@@ -284,10 +284,6 @@ impl Target {
         self.kernel_log.take()
     }
 
-    /// The target's process id (the fault-injection tests signal it).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 
     fn wait_exit(&mut self) -> String {
         for _ in 0..20 {
