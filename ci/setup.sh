@@ -73,49 +73,76 @@ install_packages() {
     fi
 }
 
-# ---- default guest kernel (Debian arm64 6.1), version pinned in ci/kernel.lock -----------
+# ---- guest kernels: Debian arm64 Image packages ------------------------------------------
+# unpack_kernel PKG [VERSION]: download PKG:arm64 into build/kernel/PKG (Image, config,
+# release); quick when it is there. Returns 1 when the archive no longer offers it.
+unpack_kernel() {
+    local pkg="$1" ver="${2:-}" dir="$CACHE/kernel/$1" tmp="$CACHE/kernel/.download"
+    if [ -f "$dir/Image" ] && [ -f "$dir/release" ]; then return 0; fi
+    log "downloading $pkg:arm64${ver:+ $ver}"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    (cd "$tmp" && apt-get download -qq "$pkg:arm64${ver:+=$ver}" 2>/dev/null) || return 1
+    local deb vmlinuz
+    deb=$(ls "$tmp"/*.deb)
+    dpkg -x "$deb" "$tmp/root"
+    vmlinuz=$(ls "$tmp"/root/boot/vmlinuz-* | head -1)
+    # The Debian arm64 vmlinuz is a gzip-compressed Image; QEMU's -kernel takes either form.
+    if gzip -t "$vmlinuz" 2>/dev/null; then gzip -dc "$vmlinuz" > "$tmp/Image"; else cp "$vmlinuz" "$tmp/Image"; fi
+    cp "$tmp"/root/boot/config-* "$tmp/config"
+    basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$tmp/release"
+    dpkg-deb -f "$deb" Version > "$tmp/version"
+    rm -rf "$tmp/root" "$deb"
+    rm -rf "$dir" && mv "$tmp" "$dir"
+    log "kernel $(cat "$dir/release") ready in $dir"
+}
+
+newest_kernel() {
+    # $1: a release prefix regex ('6\.1\.0-[0-9]+' or '[0-9.]+[^ ]*'); flavours rt/cloud/16k excluded.
+    apt-cache search --names-only "^linux-image-$1-arm64\$" | awk '{print $1}' | sort -V | tail -1
+}
+
+# The default kernel (Debian arm64 6.1), version pinned in ci/kernel.lock.
 install_kernel() {
-    local lock="$ROOT/ci/kernel.lock" pkg ver dir tmp
+    local lock="$ROOT/ci/kernel.lock" pkg ver
     if [ -f "$lock" ]; then
         pkg=$(awk -F= '$1=="package" {print $2}' "$lock")
         ver=$(awk -F= '$1=="version" {print $2}' "$lock")
     fi
     if [ -z "${pkg:-}" ]; then
         # First pin: the newest linux-image-6.1.0-N-arm64 the archive offers.
-        pkg=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-arm64$' | awk '{print $1}' | sort -V | tail -1)
+        pkg=$(newest_kernel '6\.1\.0-[0-9]+')
         [ -n "$pkg" ] || { log "no linux-image-6.1.0-*-arm64 package found (apt-get update as root?)"; exit 1; }
     fi
-    dir="$CACHE/kernel/$pkg"
-    if [ -f "$dir/Image" ] && [ -f "$dir/release" ]; then ln -sfn "$pkg" "$CACHE/kernel/default"; return 0; fi
-    log "downloading $pkg:arm64${ver:+ $ver}"
-    tmp="$CACHE/kernel/.download"
-    rm -rf "$tmp" && mkdir -p "$tmp"
-    if ! (cd "$tmp" && apt-get download -qq "$pkg:arm64${ver:+=$ver}" 2>/dev/null); then
+    if ! unpack_kernel "$pkg" "${ver:-}"; then
         # The archive drops superseded kernels; a stale pin must not break setup. Take the
         # newest 6.1 kernel, and say loudly that the pin moved (the new pin is written below).
-        local newest
         [ "$(id -u)" = 0 ] && apt-get update -qq
-        newest=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-arm64$' | awk '{print $1}' | sort -V | tail -1)
+        local newest
+        newest=$(newest_kernel '6\.1\.0-[0-9]+')
         [ -n "$newest" ] || { log "cannot download $pkg${ver:+=$ver} and no other 6.1 arm64 kernel is offered"; exit 1; }
         log "WARNING: pinned kernel $pkg${ver:+ $ver} is no longer offered; moving the pin to $newest (commit ci/kernel.lock)"
-        pkg=$newest; ver=""; dir="$CACHE/kernel/$pkg"
-        (cd "$tmp" && apt-get download -qq "$pkg:arm64")
+        pkg=$newest
+        unpack_kernel "$pkg" || { log "cannot download $pkg"; exit 1; }
     fi
-    local deb
-    deb=$(ls "$tmp"/*.deb)
-    dpkg -x "$deb" "$tmp/root"
-    local vmlinuz
-    vmlinuz=$(ls "$tmp"/root/boot/vmlinuz-* | head -1)
-    # The Debian arm64 vmlinuz is a gzip-compressed Image; QEMU's -kernel takes either form.
-    if gzip -t "$vmlinuz" 2>/dev/null; then gzip -dc "$vmlinuz" > "$tmp/Image"; else cp "$vmlinuz" "$tmp/Image"; fi
-    cp "$tmp"/root/boot/config-* "$tmp/config"
-    basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$tmp/release"
-    ver=$(dpkg-deb -f "$deb" Version)
-    rm -rf "$tmp/root" "$deb"
-    rm -rf "$dir" && mv "$tmp" "$dir"
-    printf 'package=%s\nversion=%s\nrelease=%s\n' "$pkg" "$ver" "$(cat "$dir/release")" > "$lock"
+    local dir="$CACHE/kernel/$pkg"
+    [ -f "$dir/version" ] || dpkg_version_of "$pkg" "$ver" > "$dir/version"
+    printf 'package=%s\nversion=%s\nrelease=%s\n' "$pkg" "$(cat "$dir/version")" "$(cat "$dir/release")" > "$lock.tmp"
+    cmp -s "$lock.tmp" "$lock" && rm -f "$lock.tmp" || mv "$lock.tmp" "$lock"
     ln -sfn "$pkg" "$CACHE/kernel/default"
-    log "kernel $(cat "$dir/release") ready in $dir"
+}
+
+dpkg_version_of() { if [ -n "$2" ]; then echo "$2"; else apt-cache show "$1:arm64" 2>/dev/null | awk '/^Version:/ {print $2; exit}'; fi; }
+
+# Another Debian kernel for a kernel matrix: `ci/setup.sh kernel-image PKG`, or `newest` for
+# the newest arm64 kernel the archive offers (bookworm-backports or later). Prints the Image.
+install_kernel_image() {
+    local pkg="${1:-newest}"
+    if [ "$pkg" = newest ]; then
+        pkg=$(newest_kernel '[0-9][0-9.]*[^ ]*[0-9]')
+        [ -n "$pkg" ] || { log "no linux-image-*-arm64 package found (apt-get update as root?)"; exit 1; }
+    fi
+    unpack_kernel "$pkg" || { log "the archive does not offer $pkg:arm64"; exit 1; }
+    echo "$CACHE/kernel/$pkg/Image"
 }
 
 # ---- cross-built projects ---------------------------------------------------------------
@@ -150,5 +177,6 @@ case "$what" in
     all) install_kernel; build_refhyp; build_agent ;;
     refhyp) build_refhyp ;;
     agent) build_agent ;;
+    kernel-image) install_kernel_image "${2:-newest}" ;;
     *) log "unknown step '$what'"; exit 2 ;;
 esac

@@ -38,6 +38,9 @@ pub struct Divergence {
     /// One line for people.
     pub explanation: String,
     pub fields: Vec<FieldDiff>,
+    /// Known issues (ids) this divergence is: back on a kernel at or past their fix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regression_of: Vec<String>,
 }
 
 /// Flatten an outcome (without `meta` and `unknown`) into path -> scalar.
@@ -212,7 +215,7 @@ pub fn explain(ln: &str, a: &Outcome, rn: &str, b: &Outcome, fields: Vec<FieldDi
             }
         }
     }
-    Divergence { left: ln.to_string(), right: rn.to_string(), layer, explanation, fields }
+    Divergence { left: ln.to_string(), right: rn.to_string(), layer, explanation, fields, regression_of: Vec::new() }
 }
 
 #[cfg(test)]

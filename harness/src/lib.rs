@@ -3,14 +3,17 @@
 pub mod backend;
 pub mod bench;
 pub mod case_file;
+pub mod compare;
 pub mod diff;
 pub mod disasm;
 pub mod doctor;
 pub mod fuzz;
+pub mod known;
+pub mod merge;
 pub mod paths;
 pub mod quirks;
 pub mod replay;
 pub mod report;
 pub mod run;
 pub mod show;
-pub mod waivers;
+

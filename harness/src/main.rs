@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use trapdiff::backend::select::{self, BackendOptions};
-use trapdiff::{case_file, doctor, paths, report, run, show, waivers::WaiverFile};
+use trapdiff::{case_file, doctor, paths, report, run, show, known::KnownList};
 
 /// Differential conformance test suite and trap fuzzer for KVM on arm64.
 ///
@@ -26,8 +26,10 @@ struct BackendArgs {
     #[arg(long, default_value = "model,refhyp,kvm", value_delimiter = ',')]
     backends: Vec<String>,
     /// Kernel Image for the kvm backend (default: the pinned Debian kernel from ci/setup.sh).
+    /// `run` takes it more than once for a kernel matrix: one run per kernel in DIR/<kernel>/
+    /// (the model and refhyp run once) and DIR/matrix.{md,html,json}.
     #[arg(long)]
-    kernel: Option<PathBuf>,
+    kernel: Vec<PathBuf>,
     /// Run the KVM agent natively on this arm64 host instead of under QEMU.
     #[arg(long)]
     native: bool,
@@ -77,6 +79,28 @@ enum Cmd {
         /// are ignored.
         #[arg(long, value_name = "DIR", conflicts_with = "paths")]
         resume: Option<PathBuf>,
+        /// Compare with an earlier report (directory or report.json) and write
+        /// DIR/compare.{md,html,json}; the exit status is then the comparison's: 1 only for
+        /// new divergences, errors or kernel findings.
+        #[arg(long, value_name = "OLD")]
+        baseline: Option<PathBuf>,
+    },
+    /// Compare two reports (directories or report.json): new divergence, fixed, still
+    /// diverging, still agreeing, new case, gone. Exit 1 only when something newly fails.
+    Compare {
+        old: PathBuf,
+        new: PathBuf,
+        /// Also write compare.{md,html,json} here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// One report (all formats) from the report directories of a sharded run's shards
+    /// (`run --shard I/N` each), judged together as one unsharded run.
+    Merge {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, default_value = "reports/merged")]
+        report: PathBuf,
     },
     /// Fuzz: mutate cases, run them on every backend, keep what shows new behaviour,
     /// minimise divergences into corpus/found/.
@@ -138,7 +162,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 fn options(b: &BackendArgs) -> BackendOptions {
     BackendOptions {
         names: b.backends.clone(),
-        kernel: b.kernel.clone(),
+        kernel: b.kernel.first().cloned(),
         native: b.native,
         policy: b.policy.clone(),
         jobs: b.jobs,
@@ -162,7 +186,7 @@ fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode
         }
     }
     let cases = run::select(cases, plan.filter.as_deref(), plan.shard);
-    let waivers = match WaiverFile::load(&paths::waivers_file()) {
+    let waivers = match paths::known_list() {
         Ok(w) => w,
         Err(e) => {
             eprintln!("error: {e}");
@@ -219,6 +243,107 @@ fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode
     ExitCode::from(result.exit_code())
 }
 
+/// `compare OLD NEW`: print the Markdown, write the files when asked; the exit status.
+fn compare_reports(old: &std::path::Path, new: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+    let (a, b) = match (trapdiff::compare::load(old), trapdiff::compare::load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = trapdiff::compare::compare(&old.display().to_string(), &a, &new.display().to_string(), &b);
+    print!("{}", trapdiff::compare::markdown(&c));
+    if let Some(dir) = out {
+        if let Err(e) = trapdiff::compare::write(dir, &c) {
+            eprintln!("error: writing the comparison to {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::from(c.exit_code())
+}
+
+/// A merged run's reports, its plan (unsharded) and its outcomes, so it can be compared,
+/// resumed or merged again like any run directory.
+fn write_merged(dir: &std::path::Path, m: &trapdiff::merge::Merged) -> std::io::Result<()> {
+    report::write_all(dir, &m.result, &m.cases)?;
+    m.plan.save(dir)?;
+    let mut lines = String::new();
+    for c in &m.result.cases {
+        for (b, o) in c.outcomes.iter().filter(|(b, _)| *b != run::EXPECT) {
+            let r = run::Record { case: c.name.clone(), path: Some(c.path.clone()), backend: b.clone(), outcome: o.clone() };
+            lines += &serde_json::to_string(&r).map_err(std::io::Error::other)?;
+            lines.push('\n');
+        }
+    }
+    std::fs::write(dir.join("outcomes.jsonl"), lines)
+}
+
+/// The name of a kernel's column and sub-directory: the Debian package directory
+/// (`build/kernel/linux-image-6.12...`), or a build's output directory
+/// (`DIR/arch/arm64/boot/Image` -> DIR's name).
+fn kernel_label(image: &std::path::Path) -> String {
+    let dir = image.parent().unwrap_or(std::path::Path::new("."));
+    let dir = if dir.ends_with("arch/arm64/boot") { dir.parent().and_then(|p| p.parent()).and_then(|p| p.parent()).unwrap_or(dir) } else { dir };
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kernel".into());
+    name.strip_prefix("linux-image-").map(str::to_string).unwrap_or(name)
+}
+
+/// `run --kernel A --kernel B ...`: the first kernel's run is a whole run; every further one
+/// reuses its outcomes of the kernel-independent backends (model, refhyp) and runs only kvm,
+/// then one matrix over all. The exit status is the worst of the runs.
+fn kernel_matrix(plan: &run::Plan, kernels: &[PathBuf], dir: &std::path::Path) -> ExitCode {
+    let mut worst = 0u8;
+    let mut columns = Vec::new();
+    let mut first: Option<PathBuf> = None;
+    for k in kernels {
+        let label = kernel_label(k);
+        let sub = dir.join(&label);
+        let p = run::Plan { kernel: Some(k.clone()), ..plan.clone() };
+        let resuming = match &first {
+            Some(f) => {
+                // Seed the stream with the first run's kernel-independent outcomes.
+                let kept = run::read_stream(&f.join("outcomes.jsonl")).map(|c| c.records).unwrap_or_default();
+                let mut text = String::new();
+                for r in kept.into_iter().filter(|r| r.backend != "kvm") {
+                    text += &serde_json::to_string(&r).unwrap_or_default();
+                    text.push('\n');
+                }
+                if let Err(e) = std::fs::create_dir_all(&sub).and_then(|_| std::fs::write(sub.join("outcomes.jsonl"), text)) {
+                    eprintln!("error: {}: {e}", sub.display());
+                    return ExitCode::from(2);
+                }
+                true
+            }
+            None => false,
+        };
+        eprintln!("trapdiff: kernel {label} ({})", k.display());
+        // The status is recomputed from the report below, as for every column.
+        let _ = run_plan(&p, &sub, resuming);
+        match trapdiff::compare::load(&sub) {
+            Ok(r) => {
+                let s = r.cases.iter().any(|c| matches!(c.verdict, run::Verdict::Error)) as u8 * 2;
+                let d = r.cases.iter().any(|c| matches!(c.verdict, run::Verdict::Diverge | run::Verdict::KernelFinding)) as u8;
+                worst = worst.max(s.max(d));
+                columns.push((label, r));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                worst = 2;
+            }
+        }
+        first.get_or_insert(sub);
+    }
+    let m = trapdiff::compare::matrix(&columns);
+    if let Err(e) = trapdiff::compare::write_matrix(dir, &m) {
+        eprintln!("error: writing the matrix to {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
+    print!("{}", trapdiff::compare::matrix_markdown(&m));
+    println!("\nmatrix in {}", dir.join("matrix.md").display());
+    ExitCode::from(worst)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -243,7 +368,7 @@ fn main() -> ExitCode {
             }
             status
         }
-        Cmd::Run { paths: ps, backend, filter, shard, report: dir, resume } => {
+        Cmd::Run { paths: ps, backend, filter, shard, report: dir, resume, baseline } => {
             let resuming = resume.is_some();
             let (plan, dir) = match resume {
                 Some(dir) => match run::Plan::load(&dir) {
@@ -268,10 +393,41 @@ fn main() -> ExitCode {
                         filter,
                         shard,
                     };
+                    if backend.kernel.len() > 1 {
+                        return kernel_matrix(&plan, &backend.kernel, &dir);
+                    }
                     (plan, dir)
                 }
             };
-            run_plan(&plan, &dir, resuming)
+            let status = run_plan(&plan, &dir, resuming);
+            match baseline {
+                Some(old) => compare_reports(&old, &dir, Some(&dir)),
+                None => status,
+            }
+        }
+        Cmd::Compare { old, new, out } => compare_reports(&old, &new, out.as_deref()),
+        Cmd::Merge { dirs, report: dir } => {
+            let known = match paths::known_list() {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let m = match trapdiff::merge::merge(&dirs, &known) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = write_merged(&dir, &m) {
+                eprintln!("error: writing reports to {}: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+            print!("{}", report::markdown(&m.result));
+            println!("\nmerged {} shard report(s) into {}", dirs.len(), dir.display());
+            ExitCode::from(m.result.exit_code())
         }
         Cmd::Fuzz(args) => trapdiff::fuzz::main(args),
         Cmd::Bench { paths: ps, backend, cases: n, per_boot } => {
@@ -314,7 +470,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let waivers = match WaiverFile::load(&paths::waivers_file()) {
+            let waivers = match paths::known_list() {
                 Ok(w) => w,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -376,7 +532,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let result = run::run(vec![(PathBuf::from("replay"), case)], Vec::new(), specs, &WaiverFile::default(), None);
+            let result = run::run(vec![(PathBuf::from("replay"), case)], Vec::new(), specs, &KnownList::default(), None);
             print!("{}", trapdiff::replay::side_by_side(&result));
             ExitCode::from(result.exit_code())
         }

@@ -53,3 +53,13 @@ pub fn regressions_dir() -> PathBuf {
 pub fn waivers_file() -> PathBuf {
     root().join("corpus").join("waivers.json")
 }
+
+/// Documented bugs of released kernels (`known::Kind::Issue`).
+pub fn known_issues_file() -> PathBuf {
+    root().join("corpus").join("known-issues.json")
+}
+
+/// The waivers and the known issues, as one list.
+pub fn known_list() -> Result<crate::known::KnownList, String> {
+    crate::known::KnownList::load(&waivers_file(), &known_issues_file())
+}

@@ -17,7 +17,7 @@ use trapdiff_arch::Case;
 
 use crate::backend::select::{self, BackendOptions};
 use crate::run::{self, RunResult, Verdict};
-use crate::waivers::WaiverFile;
+use crate::known::KnownList;
 
 /// What the check found for one quirk.
 #[derive(Debug, Serialize)]
@@ -65,12 +65,12 @@ fn verdicts(r: &RunResult) -> BTreeMap<&str, Verdict> {
 }
 
 fn quiet(v: Verdict) -> bool {
-    matches!(v, Verdict::Agree | Verdict::Waived)
+    matches!(v, Verdict::Agree | Verdict::Waived | Verdict::Known)
 }
 
 /// Run the mutation check: `suite` and `regressions` on the model and the refhyp (`jobs`
 /// instances), without quirks and then with each of `quirks`.
-pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks: &[Quirk], jobs: usize, waivers: &WaiverFile) -> Result<CheckReport, String> {
+pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks: &[Quirk], jobs: usize, waivers: &KnownList) -> Result<CheckReport, String> {
     let started = std::time::Instant::now();
     let specs = |q: Quirks| {
         select::specs(&BackendOptions { names: vec!["model".into(), "refhyp".into()], kernel: None, native: false, policy: "linux-6.1".into(), jobs, quirks: q, kernel_append: Vec::new() })

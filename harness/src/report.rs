@@ -35,7 +35,7 @@ fn end_text(o: &Outcome) -> String {
     }
 }
 
-fn xml(s: &str) -> String {
+pub fn xml(s: &str) -> String {
     clean(s).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -94,6 +94,13 @@ pub fn junit(r: &RunResult) -> String {
                 s.set_message(not_compared(c));
                 s
             }
+            // JUnit has no expected failure: a known bug is skipped with its reference, so CI
+            // stays green on it and a person still sees it.
+            Verdict::Known => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(format!("known: {}", c.known_issues().join("; ")));
+                s
+            }
             Verdict::Diverge => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 let lines: Vec<String> = c.divergences.iter().map(|d| format!("{} vs {} ({:?}): {}", d.left, d.right, d.layer, d.explanation)).collect();
@@ -138,8 +145,9 @@ pub fn junit(r: &RunResult) -> String {
     report.to_string().unwrap_or_else(|e| format!("<!-- junit serialisation failed: {e} -->\n"))
 }
 
-/// TAP 13 as kselftest prints it (`ok N name # SKIP reason`, `# XFAIL reason` for a known,
-/// waived divergence), so LKFT/KernelCI parsers read it.
+/// TAP 13 as kselftest prints it (`ok N name # SKIP reason`, `# XFAIL reason` for a waived
+/// divergence, `not ok N name # TODO known: ...` for a known kernel bug: TAP's expected
+/// failure), so LKFT/KernelCI parsers read it.
 pub fn tap(r: &RunResult) -> String {
     let mut t = String::from("TAP version 13\n");
     let _ = writeln!(t, "1..{}", r.cases.len());
@@ -158,6 +166,9 @@ pub fn tap(r: &RunResult) -> String {
             }
             Verdict::Skipped | Verdict::NoComparison => {
                 let _ = writeln!(t, "ok {n} {name} # SKIP {}", one_line(&not_compared(c)));
+            }
+            Verdict::Known => {
+                let _ = writeln!(t, "not ok {n} {name} # TODO known: {}", one_line(&c.known_issues().join("; ")));
             }
             Verdict::Diverge => {
                 let _ = writeln!(t, "not ok {n} {name}");
@@ -185,7 +196,7 @@ pub fn tap(r: &RunResult) -> String {
         "# Totals: pass:{} fail:{} xfail:{} xpass:0 skip:{} error:{}",
         s.agree,
         s.diverge + s.kernel_findings,
-        s.waived,
+        s.waived + s.known,
         s.skipped + s.no_comparison,
         s.errors
     );
@@ -241,6 +252,13 @@ pub fn markdown(r: &RunResult) -> String {
             }
         }
     }
+    let known: Vec<_> = r.cases.iter().filter(|c| c.verdict == Verdict::Known).collect();
+    if !known.is_empty() {
+        let _ = writeln!(m, "\n## Known issues of this kernel\n\n| case | known issue |\n|---|---|");
+        for c in known {
+            let _ = writeln!(m, "| `{}` | {} |", c.name, cell(&c.known_issues().join("; ")));
+        }
+    }
     let errs: Vec<_> = r.cases.iter().filter(|c| c.verdict == Verdict::Error).collect();
     if !errs.is_empty() {
         let _ = writeln!(m, "\n## Backend errors\n");
@@ -270,7 +288,7 @@ pub fn markdown(r: &RunResult) -> String {
         }
     }
     if !r.unused_waivers.is_empty() {
-        let _ = writeln!(m, "\n## Unused waivers\n");
+        let _ = writeln!(m, "\n## Unused waivers and known issues\n");
         for w in &r.unused_waivers {
             let _ = writeln!(m, "- {w}");
         }
@@ -283,7 +301,7 @@ fn html(r: &RunResult, cases: &[(std::path::PathBuf, trapdiff_arch::Case)]) -> S
     let mut h = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>trapdiff report</title><style>\
 body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}\
-.agree{background:#dfd}.diverge{background:#fcc}.waived{background:#ffd}.skipped{background:#eee}.no-comparison{background:#eee}.kernel-finding{background:#f66}.error{background:#f9c}\
+.agree{background:#dfd}.diverge{background:#fcc}.waived{background:#ffd}.known{background:#fdb}.skipped{background:#eee}.no-comparison{background:#eee}.kernel-finding{background:#f66}.error{background:#f9c}\
 pre{font-size:11px;background:#f6f6f6;padding:4px;max-width:60em;overflow:auto}.side{display:flex;gap:1em}</style></head><body>",
     );
     let _ = write!(h, "<h1>trapdiff report</h1><pre>{}</pre>", xml(&summary_table(r)));

@@ -1,5 +1,6 @@
 //! `trapdiff run`: every case on every chosen backend, outcomes streamed to disk as they
-//! arrive, then diffed pairwise, waivers applied, and the verdicts summarised.
+//! arrive, then diffed pairwise, waivers and known issues applied (`known.rs`), and the
+//! verdicts summarised.
 //!
 //! Each backend runs `instances` persistent instances in threads of their own, taking cases
 //! from one shared queue per backend (a rebooting instance strands nothing). Judging is
@@ -20,7 +21,7 @@ use trapdiff_arch::{Case, Outcome};
 
 use crate::backend::Backend;
 use crate::diff::{self, Divergence, FieldDiff};
-use crate::waivers::WaiverFile;
+use crate::known::{self, KnownList};
 
 /// What a `trapdiff run` was asked to do, saved as `run.json` in its report directory so that
 /// `--resume DIR` continues exactly that run.
@@ -93,6 +94,8 @@ pub enum Verdict {
     Diverge,
     /// Disagreements exist but every one is waived.
     Waived,
+    /// Every disagreement is a known issue of the kernel that ran (`corpus/known-issues.json`).
+    Known,
     /// Fewer than two sides could run the case (the others skipped it).
     Skipped,
     /// Only one side was asked (a single-backend run): nothing to compare, not agreement.
@@ -104,8 +107,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] =
-        [Verdict::Agree, Verdict::Diverge, Verdict::Waived, Verdict::Skipped, Verdict::NoComparison, Verdict::KernelFinding, Verdict::Error];
+    pub const ALL: [Verdict; 8] =
+        [Verdict::Agree, Verdict::Diverge, Verdict::Waived, Verdict::Known, Verdict::Skipped, Verdict::NoComparison, Verdict::KernelFinding, Verdict::Error];
 
     /// The name reports use (`kernel-finding`, `no-comparison`, ...).
     pub fn name(self) -> &'static str {
@@ -113,6 +116,7 @@ impl Verdict {
             Verdict::Agree => "agree",
             Verdict::Diverge => "diverge",
             Verdict::Waived => "waived",
+            Verdict::Known => "known",
             Verdict::Skipped => "skipped",
             Verdict::NoComparison => "no-comparison",
             Verdict::KernelFinding => "kernel-finding",
@@ -153,7 +157,14 @@ impl CaseResult {
 
     /// The reasons of the waivers that apply, each once.
     pub fn waiver_reasons(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.waived.iter().map(|w| w.reason.clone()).collect();
+        let mut v: Vec<String> = self.waived.iter().filter(|w| w.kind == known::Kind::Waiver).map(|w| w.reason.clone()).collect();
+        v.dedup();
+        v
+    }
+
+    /// The known issues that cover this case, `id (reference)` each once.
+    pub fn known_issues(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.waived.iter().filter(|w| w.kind == known::Kind::Issue).map(|w| format!("{} ({})", w.id, w.reference)).collect();
         v.dedup();
         v
     }
@@ -161,6 +172,10 @@ impl CaseResult {
 
 #[derive(Debug, Serialize)]
 pub struct WaivedField {
+    /// Waiver or known issue.
+    pub kind: known::Kind,
+    /// The entry's id (or its case/fields label for an entry without one).
+    pub id: String,
     pub backends: [String; 2],
     pub field: FieldDiff,
     pub reason: String,
@@ -184,6 +199,8 @@ pub struct Summary {
     pub agree: usize,
     pub diverge: usize,
     pub waived: usize,
+    #[serde(default)]
+    pub known: usize,
     pub skipped: usize,
     pub no_comparison: usize,
     pub kernel_findings: usize,
@@ -201,6 +218,7 @@ impl Summary {
             Verdict::Agree => self.agree,
             Verdict::Diverge => self.diverge,
             Verdict::Waived => self.waived,
+            Verdict::Known => self.known,
             Verdict::Skipped => self.skipped,
             Verdict::NoComparison => self.no_comparison,
             Verdict::KernelFinding => self.kernel_findings,
@@ -277,9 +295,9 @@ impl Progress {
 }
 
 /// Run `cases` on `backends`, streaming outcomes to `stream` (JSON lines) if given.
-pub fn run(cases: Vec<(PathBuf, Case)>, load_errors: Vec<String>, backends: Vec<BackendSpec>, waivers: &WaiverFile, stream: Option<PathBuf>) -> RunResult {
+pub fn run(cases: Vec<(PathBuf, Case)>, load_errors: Vec<String>, backends: Vec<BackendSpec>, known: &KnownList, stream: Option<PathBuf>) -> RunResult {
     let done = cases.iter().map(|_| BTreeMap::new()).collect();
-    run_resumable(cases, load_errors, backends, waivers, stream.map(|p| Stream { path: p, keep: None }), done)
+    run_resumable(cases, load_errors, backends, known, stream.map(|p| Stream { path: p, keep: None }), done)
 }
 
 /// Where outcomes are streamed: one JSON line per (case, backend), fsync'd per record so a
@@ -363,7 +381,7 @@ pub fn run_resumable(
     cases: Vec<(PathBuf, Case)>,
     load_errors: Vec<String>,
     backends: Vec<BackendSpec>,
-    waivers: &WaiverFile,
+    known: &KnownList,
     stream: Option<Stream>,
     done: Vec<BTreeMap<String, Outcome>>,
 ) -> RunResult {
@@ -379,6 +397,10 @@ pub fn run_resumable(
     for spec in backends {
         stats.insert(spec.name.clone(), BackendStats::default());
         let todo: Arc<Vec<usize>> = Arc::new((0..n).filter(|&i| !done[i].contains_key(&spec.name)).collect());
+        // Nothing left for it (a resumed or merged run): never start it.
+        if todo.is_empty() {
+            continue;
+        }
         let instances = spec.instances.max(1).min(todo.len().max(1));
         let next = Arc::new(AtomicUsize::new(0));
         let alive = Arc::new(AtomicUsize::new(instances));
@@ -435,7 +457,7 @@ pub fn run_resumable(
     }
     drop(tx);
     let n_sides = selected.len();
-    let mut used = vec![false; waivers.waivers.len()];
+    let mut used = vec![false; known.entries.len()];
     let mut judged: Vec<Option<CaseResult>> = (0..n).map(|_| None).collect();
     let mut outcomes = done;
     let mut out_file = stream.and_then(|s| match open_stream(&s) {
@@ -451,7 +473,7 @@ pub fn run_resumable(
     for i in 0..n {
         if outcomes[i].len() == n_sides && n_sides > 0 {
             let (path, case) = &cases[i];
-            judged[i] = Some(judge(path, case, std::mem::take(&mut outcomes[i]), &selected, waivers, &mut used));
+            judged[i] = Some(judge(path, case, std::mem::take(&mut outcomes[i]), &selected, known, &mut used));
         }
     }
     for (i, name, o) in rx {
@@ -465,7 +487,7 @@ pub fn run_resumable(
         // A case is judged once, as soon as every backend has reported ("divergences so far").
         if outcomes[i].len() == n_sides {
             let (path, case) = &cases[i];
-            let r = judge(path, case, std::mem::take(&mut outcomes[i]), &selected, waivers, &mut used);
+            let r = judge(path, case, std::mem::take(&mut outcomes[i]), &selected, known, &mut used);
             progress.diverged += usize::from(r.verdict == Verdict::Diverge);
             judged[i] = Some(r);
         }
@@ -490,7 +512,7 @@ pub fn run_resumable(
     let mut results = Vec::with_capacity(n);
     for (i, (outs, done)) in outcomes.into_iter().zip(judged).enumerate() {
         let (path, case) = &cases[i];
-        results.push(done.unwrap_or_else(|| judge(path, case, outs, &selected, waivers, &mut used)));
+        results.push(done.unwrap_or_else(|| judge(path, case, outs, &selected, known, &mut used)));
     }
     let mut summary = Summary { cases: n, load_errors: load_errors.len(), single_backend: n_sides < 2, ..Summary::default() };
     for r in &results {
@@ -498,6 +520,7 @@ pub fn run_resumable(
             Verdict::Agree => summary.agree += 1,
             Verdict::Diverge => summary.diverge += 1,
             Verdict::Waived => summary.waived += 1,
+            Verdict::Known => summary.known += 1,
             Verdict::Skipped => summary.skipped += 1,
             Verdict::NoComparison => summary.no_comparison += 1,
             Verdict::KernelFinding => summary.kernel_findings += 1,
@@ -520,14 +543,18 @@ pub fn run_resumable(
     }
     summary.backends = stats;
     summary.wall_seconds = started.elapsed().as_secs_f64();
-    // A waiver is unused only if its case ran (a filtered run does not report the rest).
-    let ran: std::collections::BTreeSet<&str> = cases.iter().map(|(_, c)| c.name.as_str()).collect();
-    let unused_waivers = waivers
-        .waivers
+    // An entry is unused only if a case of its class (or its case) ran: a filtered run does
+    // not report the rest.
+    let unused_waivers = known
+        .entries
         .iter()
         .zip(&used)
-        .filter(|(w, u)| !**u && ran.contains(w.case.as_str()))
-        .map(|(w, _)| format!("{} [{} vs {}] {}", w.case, w.backends[0], w.backends[1], w.fields.join(", ")))
+        .filter(|((_, k), u)| {
+            // A known issue of other kernels (or fixed in this one) is not expected here.
+            let on_kernel = |r: &CaseResult| k.applies_to_kernel(r.outcomes.values().find_map(|o| o.meta.kernel.as_deref()));
+            !**u && results.iter().zip(cases.iter()).any(|(r, (_, c))| on_kernel(r) && k.covers_case(c, r.outcomes.get("model")))
+        })
+        .map(|((kind, k), _)| format!("{} {}", if *kind == known::Kind::Issue { "known issue" } else { "waiver" }, k.label()))
         .collect();
     RunResult { summary, load_errors, unused_waivers, boot_findings, cases: results }
 }
@@ -561,7 +588,7 @@ pub const NEVER_REPORTED: &str = "never reported: its runner ended before this c
 
 /// Diff every pair of outcomes of one case and decide its verdict. `selected` are the
 /// backends the run asked for: one that did not report the case is an error, never agreement.
-fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome>, selected: &[String], waivers: &WaiverFile, used: &mut [bool]) -> CaseResult {
+fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome>, selected: &[String], known: &KnownList, used: &mut [bool]) -> CaseResult {
     for b in selected {
         outs.entry(b.clone()).or_insert_with(|| Outcome { end: End::BackendError { message: NEVER_REPORTED.into() }, ..Outcome::default() });
     }
@@ -577,6 +604,7 @@ fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome
     let kernel_finding = outs.values().any(|o| !o.meta.kernel_findings.is_empty());
     // Live outcomes record the QEMU version, or "native" on silicon.
     let under_qemu = outs.iter().any(|(n, o)| n != "model" && o.meta.qemu.as_deref().is_some_and(|q| q != "native"));
+    let subject = known::Subject { case, model: outs.get("model"), under_qemu };
     let mut divergences = Vec::new();
     let mut waived = Vec::new();
     for (i, (an, a)) in runnable.iter().enumerate() {
@@ -585,23 +613,37 @@ fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome
             if fields.is_empty() {
                 continue;
             }
-            let (left, w) = waivers.apply(&case.name, an, bn, under_qemu, fields);
-            for (f, idx) in w {
+            // The kernel a known issue is judged against: the side that ran one.
+            let kernel = a.meta.kernel.as_deref().or(b.meta.kernel.as_deref());
+            let applied = known.apply(&subject, an, bn, kernel, fields);
+            for (f, idx) in applied.covered {
                 used[idx] = true;
-                let wv = &waivers.waivers[idx];
+                let (kind, k) = &known.entries[idx];
                 waived.push(WaivedField {
+                    kind: *kind,
+                    id: k.label(),
                     backends: [an.to_string(), bn.to_string()],
                     field: f,
-                    reason: wv.reason.clone(),
-                    reference: wv.reference.clone(),
+                    reason: k.reason.clone(),
+                    reference: k.reference.clone(),
                 });
             }
-            if !left.is_empty() {
-                divergences.push(diff::explain(an, a, bn, b, left));
+            if !applied.left.is_empty() {
+                let mut d = diff::explain(an, a, bn, b, applied.left);
+                for idx in applied.regressions {
+                    used[idx] = true;
+                    let k = &known.entries[idx].1;
+                    let fixed = k.kernel.as_ref().and_then(|r| r.fixed_in.clone()).unwrap_or_default();
+                    d.regression_of.push(k.label());
+                    d.explanation = format!("REGRESSION of known issue {} (fixed in {fixed}) on {}: {}", k.label(), kernel.unwrap_or("?"), d.explanation);
+                }
+                divergences.push(d);
             }
         }
     }
-    let verdict = decide(kernel_finding, !divergences.is_empty(), errored, outs.len(), runnable.len(), !waived.is_empty());
+    let known_hit = waived.iter().any(|w| w.kind == known::Kind::Issue);
+    let waived_hit = waived.iter().any(|w| w.kind == known::Kind::Waiver);
+    let verdict = decide(kernel_finding, !divergences.is_empty(), errored, outs.len(), runnable.len(), known_hit, waived_hit);
     CaseResult {
         name: case.name.clone(),
         path: path.to_path_buf(),
@@ -615,7 +657,7 @@ fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome
 
 /// The verdict from what judging found, most serious first: a kernel finding fails the case
 /// even when the outcomes agree; agreement needs at least two sides that ran.
-fn decide(kernel_finding: bool, diverged: bool, errored: bool, sides: usize, runnable: usize, waived: bool) -> Verdict {
+fn decide(kernel_finding: bool, diverged: bool, errored: bool, sides: usize, runnable: usize, known: bool, waived: bool) -> Verdict {
     if kernel_finding {
         Verdict::KernelFinding
     } else if diverged {
@@ -626,6 +668,8 @@ fn decide(kernel_finding: bool, diverged: bool, errored: bool, sides: usize, run
         Verdict::NoComparison
     } else if runnable < 2 {
         Verdict::Skipped
+    } else if known {
+        Verdict::Known
     } else if waived {
         Verdict::Waived
     } else {
@@ -713,19 +757,21 @@ mod tests {
     #[test]
     fn verdict_precedence() {
         // (kernel finding, diverged, errored, sides, runnable, waived)
-        assert_eq!(decide(true, false, false, 3, 3, false), Verdict::KernelFinding);
-        assert_eq!(decide(true, true, true, 3, 3, false), Verdict::KernelFinding);
-        assert_eq!(decide(false, true, true, 3, 2, false), Verdict::Diverge);
-        assert_eq!(decide(false, false, true, 3, 2, true), Verdict::Error);
-        assert_eq!(decide(false, false, false, 1, 1, false), Verdict::NoComparison);
-        assert_eq!(decide(false, false, false, 3, 1, false), Verdict::Skipped);
-        assert_eq!(decide(false, false, false, 3, 3, true), Verdict::Waived);
-        assert_eq!(decide(false, false, false, 2, 2, false), Verdict::Agree);
+        assert_eq!(decide(true, false, false, 3, 3, false, false), Verdict::KernelFinding);
+        assert_eq!(decide(true, true, true, 3, 3, false, false), Verdict::KernelFinding);
+        assert_eq!(decide(false, true, true, 3, 2, false, false), Verdict::Diverge);
+        assert_eq!(decide(false, false, true, 3, 2, false, true), Verdict::Error);
+        assert_eq!(decide(false, false, false, 1, 1, false, false), Verdict::NoComparison);
+        assert_eq!(decide(false, false, false, 3, 1, false, false), Verdict::Skipped);
+        assert_eq!(decide(false, false, false, 3, 3, false, true), Verdict::Waived);
+        assert_eq!(decide(false, false, false, 2, 2, false, false), Verdict::Agree);
+        assert_eq!(decide(false, false, false, 3, 3, true, true), Verdict::Known);
+        assert_eq!(decide(false, true, false, 3, 3, true, false), Verdict::Diverge);
     }
 
     #[test]
     fn a_backend_that_never_reports_is_an_error_not_agreement() {
-        let w = WaiverFile::default();
+        let w = KnownList::default();
         let (path, c) = case("c0");
         let mut used = vec![];
         let outs: BTreeMap<String, Outcome> = [("model".to_string(), done()), ("refhyp".to_string(), done())].into();
@@ -744,7 +790,7 @@ mod tests {
             spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))),
             spec("kvm", |i| if i == 1 { None } else { Some(done()) }, None, calls),
         ];
-        let r = run(cases(3), vec![], specs, &WaiverFile::default(), None);
+        let r = run(cases(3), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Agree, Verdict::Error, Verdict::Agree]);
         assert!(r.cases[1].errors()[0].contains("panicked"), "{:?}", r.cases[1].errors());
         assert_eq!(r.exit_code(), 2);
@@ -752,7 +798,7 @@ mod tests {
 
     #[test]
     fn one_backend_is_no_comparison() {
-        let r = run(cases(2), vec![], vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0)))], &WaiverFile::default(), None);
+        let r = run(cases(2), vec![], vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0)))], &KnownList::default(), None);
         assert!(r.summary.single_backend);
         assert_eq!(verdicts(&r), [Verdict::NoComparison, Verdict::NoComparison]);
         assert_eq!((r.summary.agree, r.summary.no_comparison), (0, 2));
@@ -765,7 +811,7 @@ mod tests {
             spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))),
             spec("kvm", |i| Some(if i == 0 { Outcome { end: End::Skipped { reason: "no ivshmem".into() }, ..done() } } else { done() }), None, Arc::new(AtomicUsize::new(0))),
         ];
-        let r = run(cases(2), vec![], specs, &WaiverFile::default(), None);
+        let r = run(cases(2), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Skipped, Verdict::Agree]);
         assert_eq!(r.summary.backends["kvm"].skipped, 1);
         assert_eq!(r.cases[0].skip_reasons(), ["kvm: no ivshmem"]);
@@ -777,7 +823,7 @@ mod tests {
             spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))),
             spec("kvm", |i| Some(Outcome { meta: trapdiff_arch::outcome::Meta { kernel_findings: if i == 1 { vec!["WARNING: CPU: 0 PID: 1 at x".into()] } else { vec![] }, ..Default::default() }, ..done() }), None, Arc::new(AtomicUsize::new(0))),
         ];
-        let r = run(cases(2), vec![], specs, &WaiverFile::default(), None);
+        let r = run(cases(2), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Agree, Verdict::KernelFinding]);
         assert_eq!(r.summary.kernel_findings, 1);
         assert_eq!(r.exit_code(), 1);
@@ -786,7 +832,7 @@ mod tests {
     #[test]
     fn a_divergence_is_exit_1() {
         let specs = vec![spec("model", |_| Some(mmio(1)), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(mmio(2)), None, Arc::new(AtomicUsize::new(0)))];
-        let r = run(cases(1), vec![], specs, &WaiverFile::default(), None);
+        let r = run(cases(1), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Diverge]);
         assert_eq!(r.exit_code(), 1);
     }
@@ -795,7 +841,7 @@ mod tests {
     fn an_unavailable_backend_marks_the_rest_at_once() {
         let calls = Arc::new(AtomicUsize::new(0));
         let specs = vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(done()), Some(2), calls.clone())];
-        let r = run(cases(6), vec![], specs, &WaiverFile::default(), None);
+        let r = run(cases(6), vec![], specs, &KnownList::default(), None);
         assert_eq!(calls.load(Ordering::SeqCst), 2, "no case runs after the backend gave up");
         assert_eq!(&verdicts(&r)[..2], [Verdict::Agree, Verdict::Agree]);
         for c in &r.cases[2..] {
@@ -818,7 +864,7 @@ mod tests {
         };
         let specs = vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), BackendSpec { name: "kvm".into(), make: Box::new(make), instances: 1 }];
         let t0 = Instant::now();
-        let r = run(cases(10), vec![], specs, &WaiverFile::default(), None);
+        let r = run(cases(10), vec![], specs, &KnownList::default(), None);
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
         let errs: Vec<String> = r.cases.iter().map(|c| c.errors().join(";")).collect();
         for e in &errs[..MAX_BOOT_FAILURES as usize] {
@@ -838,7 +884,7 @@ mod tests {
         let path = dir.join("outcomes.jsonl");
         let all = cases(4);
         let mk = || vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(done()), None, Arc::new(AtomicUsize::new(0)))];
-        let full = run(all.clone(), vec![], mk(), &WaiverFile::default(), Some(path.clone()));
+        let full = run(all.clone(), vec![], mk(), &KnownList::default(), Some(path.clone()));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 8);
         // Keep 5 records and half of the sixth, as a kill mid-write leaves them.
@@ -852,7 +898,7 @@ mod tests {
         let specs = vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(done()), None, kvm_calls.clone())];
         let keep = Some(c.good_len);
         let done = outcomes_done(&all, c.records);
-        let resumed = run_resumable(all.clone(), vec![], specs, &WaiverFile::default(), Some(Stream { path: path.clone(), keep }), done);
+        let resumed = run_resumable(all.clone(), vec![], specs, &KnownList::default(), Some(Stream { path: path.clone(), keep }), done);
         assert_eq!(verdicts(&resumed), verdicts(&full));
         let after = read_stream(&path).unwrap();
         assert_eq!((after.records.len(), after.bad_lines), (8, 0), "each (case, backend) once, the torn line gone");

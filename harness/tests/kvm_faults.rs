@@ -148,7 +148,7 @@ fn a_kernel_warning_is_that_cases_kernel_finding() {
     .expect("model");
     let mut specs = model;
     specs.push(spec);
-    let r = trapdiff::run::run(cases, vec![], specs, &trapdiff::waivers::WaiverFile::default(), None);
+    let r = trapdiff::run::run(cases, vec![], specs, &trapdiff::known::KnownList::default(), None);
     let v: Vec<_> = r.cases.iter().map(|c| c.verdict).collect();
     for c in &r.cases {
         eprintln!("{}: {:?} {:?}", c.name, c.verdict, c.outcomes["kvm"].meta.kernel_findings);

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use trapdiff::{case_file, quirks, waivers::WaiverFile};
+use trapdiff::{case_file, quirks, known::KnownList};
 use trapdiff_arch::quirk::QUIRKS;
 
 fn root() -> PathBuf {
@@ -24,7 +24,7 @@ fn every_observable_quirk_is_caught_by_the_suite_and_its_regression_case() {
     let load = |dir: &str| -> Vec<_> { case_file::load_all(&[root().join(dir)]).into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect() };
     let suite = load("corpus/suite");
     let regressions = load("corpus/regressions");
-    let waivers = WaiverFile::load(&root().join("corpus/waivers.json")).expect("waivers");
+    let waivers = KnownList::load(&root().join("corpus/waivers.json"), &root().join("corpus/known-issues.json")).expect("waivers");
     let all: Vec<_> = QUIRKS.iter().map(|q| q.quirk).collect();
     let report = quirks::check(&suite, &regressions, &all, 2, &waivers).expect("backends start");
     eprintln!("{}", quirks::render(&report, 3));

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use trapdiff::backend::Backend;
 use trapdiff::run::{self, BackendSpec, Verdict};
-use trapdiff::waivers::WaiverFile;
+use trapdiff::known::{Kind, KnownList};
 use trapdiff_arch::outcome::{End, Event, Meta};
 use trapdiff_arch::{Case, Outcome};
 
@@ -59,11 +59,14 @@ fn spec(name: &'static str) -> BackendSpec {
     BackendSpec { name: name.into(), make: Box::new(move || Ok(Box::new(Scripted(name)) as Box<dyn Backend>)), instances: 1 }
 }
 
-fn waivers() -> WaiverFile {
-    serde_json::from_value(serde_json::json!({
-        "waivers": [{"case": "t/waived", "backends": ["kvm", "model"], "fields": ["events[0].data"], "reason": "a known QEMU TCG limitation", "reference": "test"}]
-    }))
-    .expect("waiver file")
+fn waivers() -> KnownList {
+    let mut l = KnownList::default();
+    let w = serde_json::from_value(serde_json::json!(
+        {"case": "t/waived", "backends": [["kvm", "model"]], "fields": ["events[0].data"], "reason": "a known QEMU TCG limitation", "reference": "test"}
+    ))
+    .expect("waiver");
+    l.push(Kind::Waiver, w).expect("valid waiver");
+    l
 }
 
 fn write_reports(tag: &str) -> (PathBuf, run::RunResult) {
@@ -92,7 +95,7 @@ fn the_run_holds_every_verdict_kind() {
         assert_eq!(got[n], v, "{n}");
     }
     // no-comparison comes from a single-backend run.
-    let single = run::run(cases()[..1].to_vec(), vec![], vec![spec("model")], &WaiverFile::default(), None);
+    let single = run::run(cases()[..1].to_vec(), vec![], vec![spec("model")], &KnownList::default(), None);
     assert_eq!(single.cases[0].verdict, Verdict::NoComparison);
     assert!(trapdiff::report::markdown(&single).contains("single-backend: no comparison"));
     assert!(trapdiff::report::tap(&single).contains("ok 1 t/agree # SKIP single-backend: no comparison"));
