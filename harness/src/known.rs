@@ -99,8 +99,8 @@ pub enum MemoryClass {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultClass {
-    /// An AArch64 data or instruction abort with FSC = alignment fault (0b100001) taken by
-    /// the guest (stage 1).
+    /// An AArch64 data or instruction abort with FSC = alignment fault (0b100001, Arm ARM
+    /// ESR_ELx ISS encoding for a Data/Instruction Abort, DFSC/IFSC) taken by the guest.
     Alignment,
     /// An alignment fault at stage 2, which KVM does not forward: the model's run ends in
     /// KVM_RUN -EFAULT ("Unsupported FSC", arch/arm64/kvm/mmu.c kvm_handle_guest_abort) on a

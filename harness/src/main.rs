@@ -173,7 +173,7 @@ fn options(b: &BackendArgs) -> BackendOptions {
 
 /// Load the plan's cases, run them (continuing `dir`'s outcomes when `resuming`), write the
 /// reports; the exit status of the run.
-fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode {
+fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> u8 {
     let mut cases = Vec::new();
     let mut load_errors = Vec::new();
     for r in case_file::load_all(&plan.paths) {
@@ -190,26 +190,26 @@ fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode
         Ok(w) => w,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let opts = match plan.options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let specs = match select::specs(&opts) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| plan.save(dir)) {
         eprintln!("error: cannot write the run plan into {}: {e}", dir.display());
-        return ExitCode::from(2);
+        return 2;
     }
     let stream_path = dir.join("outcomes.jsonl");
     let (done, keep) = match resuming.then(|| run::read_stream(&stream_path)) {
@@ -228,7 +228,7 @@ fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode
         Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (cases.iter().map(|_| Default::default()).collect(), None),
         Some(Err(e)) => {
             eprintln!("error: cannot read {}: {e}", stream_path.display());
-            return ExitCode::from(2);
+            return 2;
         }
         None => (cases.iter().map(|_| Default::default()).collect(), None),
     };
@@ -240,7 +240,7 @@ fn run_plan(plan: &run::Plan, dir: &std::path::Path, resuming: bool) -> ExitCode
     }
     print!("{}", report::markdown(&result));
     println!("\nreports in {}", dir.display());
-    ExitCode::from(result.exit_code())
+    result.exit_code()
 }
 
 /// `compare OLD NEW`: print the Markdown, write the files when asked; the exit status.
@@ -268,15 +268,15 @@ fn compare_reports(old: &std::path::Path, new: &std::path::Path, out: Option<&st
 fn write_merged(dir: &std::path::Path, m: &trapdiff::merge::Merged) -> std::io::Result<()> {
     report::write_all(dir, &m.result, &m.cases)?;
     m.plan.save(dir)?;
-    let mut lines = String::new();
-    for c in &m.result.cases {
-        for (b, o) in c.outcomes.iter().filter(|(b, _)| *b != run::EXPECT) {
-            let r = run::Record { case: c.name.clone(), path: Some(c.path.clone()), backend: b.clone(), outcome: o.clone() };
-            lines += &serde_json::to_string(&r).map_err(std::io::Error::other)?;
-            lines.push('\n');
-        }
-    }
-    std::fs::write(dir.join("outcomes.jsonl"), lines)
+    let records: Vec<run::Record> = m
+        .result
+        .cases
+        .iter()
+        .flat_map(|c| {
+            c.outcomes.iter().filter(|(b, _)| *b != run::EXPECT).map(|(b, o)| run::Record { case: c.name.clone(), path: Some(c.path.clone()), backend: b.clone(), outcome: o.clone() })
+        })
+        .collect();
+    run::write_records(&dir.join("outcomes.jsonl"), &records)
 }
 
 /// The name of a kernel's column and sub-directory: the Debian package directory
@@ -304,12 +304,8 @@ fn kernel_matrix(plan: &run::Plan, kernels: &[PathBuf], dir: &std::path::Path) -
             Some(f) => {
                 // Seed the stream with the first run's kernel-independent outcomes.
                 let kept = run::read_stream(&f.join("outcomes.jsonl")).map(|c| c.records).unwrap_or_default();
-                let mut text = String::new();
-                for r in kept.into_iter().filter(|r| r.backend != "kvm") {
-                    text += &serde_json::to_string(&r).unwrap_or_default();
-                    text.push('\n');
-                }
-                if let Err(e) = std::fs::create_dir_all(&sub).and_then(|_| std::fs::write(sub.join("outcomes.jsonl"), text)) {
+                let kept = kept.iter().filter(|r| r.backend != "kvm");
+                if let Err(e) = std::fs::create_dir_all(&sub).and_then(|_| run::write_records(&sub.join("outcomes.jsonl"), kept)) {
                     eprintln!("error: {}: {e}", sub.display());
                     return ExitCode::from(2);
                 }
@@ -318,15 +314,9 @@ fn kernel_matrix(plan: &run::Plan, kernels: &[PathBuf], dir: &std::path::Path) -
             None => false,
         };
         eprintln!("trapdiff: kernel {label} ({})", k.display());
-        // The status is recomputed from the report below, as for every column.
-        let _ = run_plan(&p, &sub, resuming);
+        worst = worst.max(run_plan(&p, &sub, resuming));
         match trapdiff::compare::load(&sub) {
-            Ok(r) => {
-                let s = r.cases.iter().any(|c| matches!(c.verdict, run::Verdict::Error)) as u8 * 2;
-                let d = r.cases.iter().any(|c| matches!(c.verdict, run::Verdict::Diverge | run::Verdict::KernelFinding)) as u8;
-                worst = worst.max(s.max(d));
-                columns.push((label, r));
-            }
+            Ok(r) => columns.push((label, r)),
             Err(e) => {
                 eprintln!("error: {e}");
                 worst = 2;
@@ -402,7 +392,7 @@ fn main() -> ExitCode {
             let status = run_plan(&plan, &dir, resuming);
             match baseline {
                 Some(old) => compare_reports(&old, &dir, Some(&dir)),
-                None => status,
+                None => ExitCode::from(status),
             }
         }
         Cmd::Compare { old, new, out } => compare_reports(&old, &new, out.as_deref()),

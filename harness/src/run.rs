@@ -571,6 +571,18 @@ fn open_stream(s: &Stream) -> std::io::Result<std::fs::File> {
     }
 }
 
+/// Write `records` as a fresh `outcomes.jsonl` (a merged run, a matrix column seeded with
+/// another column's outcomes), in the format `append_record` streams.
+pub fn write_records<'a>(path: &std::path::Path, records: impl IntoIterator<Item = &'a Record>) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    for r in records {
+        let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+    }
+    f.sync_data()
+}
+
 /// One record, one write, then fdatasync: after a kill (or power loss) every record before it
 /// is on disk and this one is either whole or a torn last line that resume ignores.
 fn append_record(f: &mut std::fs::File, r: &Record) -> std::io::Result<()> {

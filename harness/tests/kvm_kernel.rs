@@ -1,8 +1,8 @@
 //! `--kernel PATH`: a user's kernel Image is checked (config beside it, the tree's .config,
 //! or IKCONFIG) and booted the same way as the default kernel.
 //!
-//! The second kernel is the bookworm-backports one when it has been fetched
-//! (`harness/kvm-agent/fetch-kernel.sh linux-image-6.12.117+deb12-arm64`); otherwise the
+//! The second kernel is a Debian 6.12 one when it has been fetched
+//! (`bash ci/setup.sh kernel-image newest`); otherwise the
 //! default kernel copied elsewhere stands in for a user's build.
 
 mod kvm_support;
