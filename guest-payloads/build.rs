@@ -33,6 +33,10 @@ fn main() {
     // the DTB QEMU places at the bottom of RAM.
     println!("cargo:rerun-if-changed=runtime/smoke-el2.S");
     assemble("aarch64-linux-gnu-", &dir.join("smoke-el2.S"), &out, "smoke-el2", 0x4040_0000, 0x1_0000);
+    // The standalone QEMU reproducer behind the tcg-aarch32-eret-spsr-not-loaded waiver
+    // (src/repro_eret_spsr.rs).
+    println!("cargo:rerun-if-changed=runtime/repro-eret-spsr.S");
+    assemble("aarch64-linux-gnu-", &dir.join("repro-eret-spsr.S"), &out, "repro-eret-spsr", 0x4040_0000, 0x1_0000);
 }
 
 fn run(tool: &str, args: &[&str]) {
@@ -140,6 +144,7 @@ fn abi_inc() -> String {
         ("REC_SPSR", r::REC_SPSR),
         ("FLAG_FROM_EL0", r::FLAG_FROM_EL0.into()),
         ("FLAG_RUNTIME", r::FLAG_RUNTIME.into()),
+        ("FLAG_BAD_SPSR", r::FLAG_BAD_SPSR.into()),
         ("VEC_A64_SYNC", v::A64_SYNC.into()),
         ("VEC_A64_IRQ", v::A64_IRQ.into()),
         ("VEC_A64_FIQ", v::A64_FIQ.into()),

@@ -136,6 +136,13 @@ pub mod report {
     /// Record flag: taken from the runtime itself (A64 current-EL-SPx or lower-EL-AArch32
     /// vector; AArch32 from a mode other than USR/SYS).
     pub const FLAG_RUNTIME: u32 = 1 << 1;
+    /// Record flag (AArch32): the exception mode's SPSR held no valid mode on entry, which no
+    /// exception entry can write (it copies CPSR, whose M field is always a valid mode: Arm
+    /// ARM G1.9.1; and the AArch64 SPSR_abt/SPSR_und a hypervisor writes when it injects are
+    /// architecturally mapped to AArch32 SPSR_abt/SPSR_und: Arm ARM C5.2 "SPSR_abt",
+    /// "SPSR_und", Configurations). The runtime recorded
+    /// the SPSR as read and resumed the case with its entry CPSR (NZCV, GE, IT cleared).
+    pub const FLAG_BAD_SPSR: u32 = 1 << 2;
     /// Bytes of the page the backends read back.
     pub const USED: u64 = OFF_EXCEPTIONS + EXCEPTION_SIZE * super::MAX_EXCEPTIONS as u64;
 }

@@ -43,6 +43,11 @@ pub enum Event {
         /// Address of the instruction that took the exception (preferred return address).
         #[serde(with = "hex::u64")]
         pc: u64,
+        /// AArch32: the SPSR as the exception's mode read it, when it held no valid mode
+        /// (`abi::report::FLAG_BAD_SPSR`); the runtime resumed the case with its entry CPSR.
+        /// Never set on a correct entry, so outcomes without it stay as they were.
+        #[serde(default, with = "hex::opt_u64", skip_serializing_if = "Option::is_none")]
+        bad_spsr: Option<u64>,
     },
     /// KVM_EXIT_MMIO (or the refhyp's equivalent) for a case region.
     Mmio {

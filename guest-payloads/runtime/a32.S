@@ -151,18 +151,43 @@ unused_entry:
 @ ---- common handler ------------------------------------------------------------------------
 @ In the exception's mode, sp = the frame; r0-r6 as above.
 common:
-    @ r8 = record flags: from USR, from SYS (the case at EL1), or from the runtime.
+    @ r11 = the SPSR as read, for the record. An SPSR with no valid mode cannot come from an
+    @ exception entry (it copies CPSR; modes at Non-secure PL1: Arm ARM G1.9.1); QEMU TCG
+    @ gives one after an ERET from AArch64 EL2 into an AArch32 mode, the way KVM and the
+    @ refhyp deliver an injected abort (see README "Known divergences"). Record it with
+    @ FLAG_BAD_SPSR and resume the case with its entry CPSR, as the prologue built it.
+    mov     r11, r1
     and     r7, r1, #0x1f
     mov     r8, #0
     cmp     r7, #M_USR
-    moveq   r8, #FLAG_FROM_EL0
+    cmpne   r7, #M_FIQ
+    cmpne   r7, #M_IRQ
+    cmpne   r7, #M_SVC
+    cmpne   r7, #M_ABT
+    cmpne   r7, #M_UND
     cmpne   r7, #M_SYS
-    movne   r8, #FLAG_RUNTIME
+    beq     3f
+    mov32   r9, PARAMS_BASE
+    ldr     r10, [r9, #P_EL0]
+    cmp     r10, #0
+    movweq  r1, #(PSR_AIF | M_SYS)
+    movwne  r1, #(PSR_AIF | M_USR)
+    ldr     r10, [r9, #P_ENTRY]
+    tst     r10, #1
+    orrne   r1, r1, #PSR_T
+    msr     spsr_cxsf, r1                   @ MOVS PC, LR below returns with it
+    mov     r8, #FLAG_BAD_SPSR
+3:  @ r8 |= record flags: from USR, from SYS (the case at EL1), or from the runtime.
+    and     r7, r1, #0x1f
+    cmp     r7, #M_USR
+    orreq   r8, r8, #FLAG_FROM_EL0
+    cmpne   r7, #M_SYS
+    orrne   r8, r8, #FLAG_RUNTIME
     @ The end marker is not an event: it runs the epilogue.
     cmp     r0, #VEC_A32_SVC
     bne     1f
-    cmp     r8, #FLAG_RUNTIME
-    beq     1f
+    tst     r8, #FLAG_RUNTIME
+    bne     1f
     mov32   r9, PARAMS_BASE
     ldr     r9, [r9, #P_END_MARKER]
     cmp     r2, r9
@@ -186,16 +211,16 @@ common:
     str     r12, [r7, #(REC_FAR + 4)]
     str     r2, [r7, #REC_PC]
     str     r12, [r7, #(REC_PC + 4)]
-    str     r1, [r7, #REC_SPSR]
+    str     r11, [r7, #REC_SPSR]
     str     r12, [r7, #(REC_SPSR + 4)]
     add     r12, r10, #1
     str     r12, [r9, #R_N]
     dsb     sy                              @ the record is in memory before the exit
     mov32   r9, HARNESS_MMIO
     str     r10, [r9, #H_EVENT]             @ plain 32-bit STR: ISV=1 for KVM and the refhyp
-    cmp     r8, #FLAG_RUNTIME
-    moveq   r11, #DONE_RUNTIME_FAULT
-    beq     finish
+    tst     r8, #FLAG_RUNTIME
+    movne   r11, #DONE_RUNTIME_FAULT
+    bne     finish
     mov32   r9, PARAMS_BASE
     ldr     r7, [r9, #P_MAX_EXCEPTIONS]
     cmp     r12, r7

@@ -213,6 +213,7 @@ fn decode_inner(case: &Case, job: &Job, report: &Report, events: &mut Vec<Event>
                     syndrome: rec.syndrome,
                     far: far_valid(isa, vector, rec.syndrome).then_some(rec.far),
                     pc: rec.pc,
+                    bad_spsr: (rec.flags & rp::FLAG_BAD_SPSR != 0).then_some(rec.spsr),
                 });
             }
             Exit::Mmio { ipa, len, write, data } => events.push(Event::Mmio { ipa, len, write, data }),
@@ -425,10 +426,10 @@ mod tests {
             out.events,
             vec![
                 Event::Mmio { ipa: 0x5800_0010, len: 4, write: false, data: 0x1234 },
-                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: dabt_esr(false), far: Some(0x6000_0008), pc: 0x4000_0000 },
+                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: dabt_esr(false), far: Some(0x6000_0008), pc: 0x4000_0000, bad_spsr: None },
                 Event::Nisv { esr_iss: 0x93, ipa: 0x5800_0020 },
                 // SVC: FAR is not defined for it, so it is not reported.
-                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: Esr::new(Ec::SVC64, true, 0).0, far: None, pc: 0x4000_0004 },
+                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: Esr::new(Ec::SVC64, true, 0).0, far: None, pc: 0x4000_0004, bad_spsr: None },
             ]
         );
         let st = out.state.expect("final state");
@@ -467,6 +468,26 @@ mod tests {
     }
 
     #[test]
+    fn aarch32_record_with_a_bad_spsr_reports_the_value_read() {
+        let case = testcase::a32(testcase::EL0);
+        let job = lower(&case, 1).unwrap();
+        let mut page = PageBuilder::new();
+        let r = page.record(abi::vector::A32_DABT, rp::FLAG_FROM_EL0 | rp::FLAG_BAD_SPSR, 0x210, 0x5000_0104, 0x4000_0000);
+        let spsr = rp::OFF_EXCEPTIONS + r * rp::EXCEPTION_SIZE + rp::REC_SPSR;
+        page.put64(spsr, 0);
+        let exits = vec![event(r), done(abi::DONE_OK)];
+        let out = decode(&case, &job, &report(&job, page.done(abi::DONE_OK), exits, ReportEnd::Done));
+        assert_eq!(out.end, End::Done, "{out:?}");
+        let Event::Exception { bad_spsr, from_el0, .. } = out.events[0] else { panic!("{out:?}") };
+        assert_eq!((bad_spsr, from_el0), (Some(0), true));
+        // Without the flag the SPSR is not part of the outcome.
+        let mut page = PageBuilder::new();
+        let r = page.record(abi::vector::A32_DABT, rp::FLAG_FROM_EL0, 0x210, 0x5000_0104, 0x4000_0000);
+        let out = decode(&case, &job, &report(&job, page.done(abi::DONE_OK), vec![event(r), done(abi::DONE_OK)], ReportEnd::Done));
+        assert!(matches!(out.events[0], Event::Exception { bad_spsr: None, .. }), "{out:?}");
+    }
+
+    #[test]
     fn aarch32_end_on_exception_reports_fp_and_d_registers() {
         let case = testcase::a32(testcase::EL0);
         let job = lower(&case, 1).unwrap();
@@ -482,7 +503,7 @@ mod tests {
         let exits = vec![event(r), done(abi::DONE_END_ON_EXCEPTION)];
         let out = decode(&case, &job, &report(&job, page.done(abi::DONE_END_ON_EXCEPTION), exits, ReportEnd::Done));
         assert_eq!(out.end, End::EndOnException, "{out:?}");
-        assert_eq!(out.events, vec![Event::Exception { vector: Vector::Undef, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0012 }]);
+        assert_eq!(out.events, vec![Event::Exception { vector: Vector::Undef, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0012, bad_spsr: None }]);
         let st = out.state.unwrap();
         let reg = |r: &str| st.regs[&r.parse::<Reg>().unwrap()].0;
         assert_eq!(reg("r0"), 7);

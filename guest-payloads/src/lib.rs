@@ -9,4 +9,6 @@ pub mod stage1;
 pub mod families;
 pub mod suite;
 #[cfg(test)]
+mod repro_eret_spsr;
+#[cfg(test)]
 mod runtime_smoke;

@@ -268,7 +268,7 @@ fn a64_el0_translation_fault_and_exception_limit() {
     let Some(out) = run(&c) else { return };
     assert_eq!(out.end, End::ExceptionLimit, "{out:#?}");
     assert_eq!(out.events.len(), 2, "{out:#?}");
-    let Event::Exception { vector, from_el0, syndrome, far, pc } = out.events[0] else { panic!("{out:#?}") };
+    let Event::Exception { vector, from_el0, syndrome, far, pc, bad_spsr: None } = out.events[0] else { panic!("{out:#?}") };
     assert_eq!((vector, from_el0, far, pc), (Vector::Sync, true, Some(0x6000_0008), 0x4000_0000));
     // Data abort from EL0, translation fault level 3 (DFSC 0b000111), a read.
     assert_eq!(Esr(syndrome).ec(), Ec::DABT_LOW);
@@ -289,8 +289,8 @@ fn a32_el1_runs_in_sys_mode_and_keeps_lr() {
     let Some(out) = run(&c) else { return };
     assert_eq!(out.end, End::Done, "{out:#?}");
     assert_eq!(out.events[0], Event::Mmio { ipa: 0x5800_0000, len: 4, write: false, data: READ & 0xffff_ffff });
-    assert_eq!(out.events[1], Event::Exception { vector: Vector::Undef, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0004 });
-    assert_eq!(out.events[2], Event::Exception { vector: Vector::Svc, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0008 });
+    assert_eq!(out.events[1], Event::Exception { vector: Vector::Undef, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0004, bad_spsr: None });
+    assert_eq!(out.events[2], Event::Exception { vector: Vector::Svc, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0008, bad_spsr: None });
     assert_eq!(out.events.len(), 3);
     assert_eq!(reg(&out, "r0"), u128::from(READ & 0xffff_ffff));
     assert_eq!(reg(&out, "r2"), 5);
@@ -309,8 +309,8 @@ fn t32_el0_skips_by_instruction_size() {
     let Some(out) = run(&c) else { return };
     assert_eq!(out.end, End::Done, "{out:#?}");
     assert_eq!(out.events[0], Event::Mmio { ipa: 0x5800_0000, len: 4, write: false, data: READ & 0xffff_ffff });
-    assert_eq!(out.events[1], Event::Exception { vector: Vector::Undef, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0002 });
-    assert_eq!(out.events[2], Event::Exception { vector: Vector::Svc, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0008 });
+    assert_eq!(out.events[1], Event::Exception { vector: Vector::Undef, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0002, bad_spsr: None });
+    assert_eq!(out.events[2], Event::Exception { vector: Vector::Svc, from_el0: true, syndrome: 0, far: None, pc: 0x4000_0008, bad_spsr: None });
     assert_eq!(reg(&out, "r2"), 5, "resumed after the 32-bit UDF");
 }
 
@@ -325,7 +325,7 @@ fn a32_fpexc_disabled_undefs_and_fp_state_is_reported() {
     );
     let Some(out) = run(&c) else { return };
     assert_eq!(out.end, End::Done, "{out:#?}");
-    assert_eq!(out.events, vec![Event::Exception { vector: Vector::Undef, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0000 }]);
+    assert_eq!(out.events, vec![Event::Exception { vector: Vector::Undef, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0000, bad_spsr: None }]);
     assert_eq!(reg(&out, "r2"), 5);
     assert_eq!(reg(&out, "d5"), 0x5555_aaaa_5555_aaaa);
     assert_eq!(reg(&out, "d20"), 0x2020);
@@ -410,7 +410,7 @@ fn a32_data_abort_records_lpae_dfsr_and_dfar_then_ends() {
     // LPAE-format DFSR (bit 9): translation fault, level 3 (STATUS 0b000111).
     assert_eq!(
         out.events,
-        vec![Event::Exception { vector: Vector::DataAbort, from_el0: false, syndrome: (1 << 9) | 0b00_0111, far: Some(0x6000_0008), pc: 0x4000_0000 }]
+        vec![Event::Exception { vector: Vector::DataAbort, from_el0: false, syndrome: (1 << 9) | 0b00_0111, far: Some(0x6000_0008), pc: 0x4000_0000, bad_spsr: None }]
     );
     assert_eq!(reg(&out, "r1"), 0x6000_0008);
     assert_eq!(reg(&out, "r2"), 0, "the case ended at the abort");

@@ -139,7 +139,7 @@ pub fn compare(a: &Outcome, b: &Outcome, unknown: &[Unknown]) -> Vec<FieldDiff> 
 /// One-line description of an event, with the EC and fault status decoded.
 pub fn describe_event(e: &Event) -> String {
     match e {
-        Event::Exception { vector, from_el0, syndrome, far, pc } => {
+        Event::Exception { vector, from_el0, syndrome, far, pc, bad_spsr } => {
             let from = if *from_el0 { "EL0" } else { "EL1" };
             let far = far.map(|f| format!(" FAR={f:#x}")).unwrap_or_default();
             let esr = Esr(*syndrome);
@@ -155,7 +155,8 @@ pub fn describe_event(e: &Event) -> String {
             } else {
                 format!("FSR={syndrome:#x}")
             };
-            format!("{vector:?} exception from {from} at pc={pc:#x}: {detail}{far}")
+            let spsr = bad_spsr.map(|s| format!(", SPSR read {s:#x} (no valid mode)")).unwrap_or_default();
+            format!("{vector:?} exception from {from} at pc={pc:#x}: {detail}{far}{spsr}")
         }
         Event::Mmio { ipa, len, write, data } => {
             format!("MMIO {} of {len} bytes at {ipa:#x} (data {data:#x})", if *write { "write" } else { "read" })
@@ -224,7 +225,7 @@ mod tests {
     use trapdiff_arch::outcome::{End, Vector};
 
     fn exc(syndrome: u64, far: Option<u64>) -> Event {
-        Event::Exception { vector: Vector::Sync, from_el0: false, syndrome, far, pc: 0x4000_0000 }
+        Event::Exception { vector: Vector::Sync, from_el0: false, syndrome, far, pc: 0x4000_0000, bad_spsr: None }
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl Backend for Planted {
                 // Every A64 cache-maintenance instruction (SYS #op1, C7, ...: Arm ARM C5.3).
                 if self.bug && case.state.isa == Isa::A64 && i.w & 0xfff8_f000 == 0xd508_7000 {
                     // DABT_CUR, DFSC 0x10 (synchronous external abort), CM set.
-                    Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: (0x25 << 26) | (1 << 25) | (1 << 8) | 0x10, far: None, pc }
+                    Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: (0x25 << 26) | (1 << 25) | (1 << 8) | 0x10, far: None, pc, bad_spsr: None }
                 } else {
                     Event::Mmio { ipa: u64::from(i.w), len: 4, write: false, data: 0 }
                 }

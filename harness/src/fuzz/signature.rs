@@ -188,7 +188,7 @@ mod tests {
 
     fn dabt(dfsc: u64, wnr: bool) -> Event {
         let iss = dfsc | if wnr { 1 << 6 } else { 0 };
-        Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: (0x25 << 26) | (1 << 25) | iss, far: Some(0x5000_0000), pc: 0x4010_0000 }
+        Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: (0x25 << 26) | (1 << 25) | iss, far: Some(0x5000_0000), pc: 0x4010_0000, bad_spsr: None }
     }
 
     #[test]

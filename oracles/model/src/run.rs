@@ -388,7 +388,7 @@ impl<'a> Run<'a> {
     fn exception(&mut self, vector: Vector, syndrome: u64, far: Option<u64>, pc: u64, size: u64) -> Flow {
         self.exceptions += 1;
         self.clear_monitor();
-        self.events.push(Event::Exception { vector, from_el0: self.el == El::El0, syndrome, far, pc });
+        self.events.push(Event::Exception { vector, from_el0: self.el == El::El0, syndrome, far, pc, bad_spsr: None });
         if self.exceptions >= self.case.limits.max_exceptions {
             return Flow::End(End::ExceptionLimit);
         }
