@@ -610,13 +610,37 @@ fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome
             outs.insert(EXPECT.to_string(), e.clone());
         }
     }
-    let unknown = outs.get("model").or(outs.get(EXPECT)).map(|m| m.unknown.clone()).unwrap_or_default();
-    let runnable: Vec<(&String, &Outcome)> = outs.iter().filter(|(_, o)| !o.end.is_infrastructure()).collect();
+    let runnable = outs.values().filter(|o| !o.end.is_infrastructure()).count();
     let errored = outs.values().any(|o| matches!(o.end, End::BackendError { .. }));
     let kernel_finding = outs.values().any(|o| !o.meta.kernel_findings.is_empty());
+    let ordered: Vec<(&str, &Outcome)> = outs.iter().map(|(n, o)| (n.as_str(), o)).collect();
+    let (divergences, waived) = diff_pairs(case, &ordered, known, used);
+    let known_hit = waived.iter().any(|w| w.kind == known::Kind::Issue);
+    let waived_hit = waived.iter().any(|w| w.kind == known::Kind::Waiver);
+    let verdict = decide(kernel_finding, !divergences.is_empty(), errored, outs.len(), runnable, known_hit, waived_hit);
+    CaseResult {
+        name: case.name.clone(),
+        path: path.to_path_buf(),
+        family: case.family.name().to_string(),
+        verdict,
+        outcomes: outs,
+        divergences,
+        waived,
+    }
+}
+
+/// Diff every pair of `outs` (in the order given; sides that did not run are left out) and
+/// match each pair's differing fields against `known`: the divergences left, regressions of
+/// known issues marked, and the covered fields. `used[i]` is set for every entry that
+/// covered or regressed. One definition for judging a case and for the fuzzer's objective,
+/// so a TCG limitation or a known kernel bug is never a fuzzer find.
+pub fn diff_pairs(case: &Case, outs: &[(&str, &Outcome)], known: &KnownList, used: &mut [bool]) -> (Vec<Divergence>, Vec<WaivedField>) {
+    let side = |name: &str| outs.iter().find(|(n, _)| *n == name).map(|(_, o)| *o);
+    let unknown = side("model").or(side(EXPECT)).map(|m| m.unknown.clone()).unwrap_or_default();
+    let runnable: Vec<(&str, &Outcome)> = outs.iter().filter(|(_, o)| !o.end.is_infrastructure()).copied().collect();
     // Live outcomes record the QEMU version, or "native" on silicon.
-    let under_qemu = outs.iter().any(|(n, o)| n != "model" && o.meta.qemu.as_deref().is_some_and(|q| q != "native"));
-    let subject = known::Subject { case, model: outs.get("model"), under_qemu };
+    let under_qemu = outs.iter().any(|(n, o)| *n != "model" && o.meta.qemu.as_deref().is_some_and(|q| q != "native"));
+    let subject = known::Subject { case, model: side("model"), under_qemu };
     let mut divergences = Vec::new();
     let mut waived = Vec::new();
     for (i, (an, a)) in runnable.iter().enumerate() {
@@ -653,18 +677,7 @@ fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome
             }
         }
     }
-    let known_hit = waived.iter().any(|w| w.kind == known::Kind::Issue);
-    let waived_hit = waived.iter().any(|w| w.kind == known::Kind::Waiver);
-    let verdict = decide(kernel_finding, !divergences.is_empty(), errored, outs.len(), runnable.len(), known_hit, waived_hit);
-    CaseResult {
-        name: case.name.clone(),
-        path: path.to_path_buf(),
-        family: case.family.name().to_string(),
-        verdict,
-        outcomes: outs,
-        divergences,
-        waived,
-    }
+    (divergences, waived)
 }
 
 /// The verdict from what judging found, most serious first: a kernel finding fails the case

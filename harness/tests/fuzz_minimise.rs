@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use trapdiff::backend::Backend;
 use trapdiff::fuzz::{self, input::builtin_seeds, minimise, signature, Config};
+use trapdiff::known::KnownList;
 use trapdiff_arch::outcome::{End, Event, Vector};
 use trapdiff_arch::{Case, Isa, Outcome};
 
@@ -54,14 +55,14 @@ fn minimisation_keeps_the_divergence_and_drops_the_rest() {
     let mut backends = pair();
     let mut run = |c: &Case| backends.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>();
     let outs = run(&case);
-    let f = signature::find(&outs).expect("the planted bug diverges on the seed");
-    let m = minimise::minimise(&case, &f.signature, outs, 500, Duration::from_secs(60), &mut run);
+    let f = signature::find(&case, &outs, &KnownList::default()).expect("the planted bug diverges on the seed");
+    let m = minimise::minimise(&case, &f.signature, &KnownList::default(), outs, 500, Duration::from_secs(60), &mut run);
     assert_eq!(m.case.code.insns.len(), 1, "{:?}", m.case.code.insns);
     assert_eq!(m.case.code.insns[0].w, DC_CIVAC_X1);
     assert_eq!(m.case.memory.len(), 1, "only the code's region is needed");
     assert!(m.case.regs.is_empty());
     assert!(m.case.validate().is_ok());
-    let again = signature::find(&run(&m.case)).expect("still diverges");
+    let again = signature::find(&m.case, &run(&m.case), &KnownList::default()).expect("still diverges");
     assert_eq!(again.signature, f.signature);
     assert!(m.steps >= 5 && m.execs <= 500, "steps {} execs {}", m.steps, m.execs);
 }
@@ -72,8 +73,8 @@ fn minimisation_respects_its_budget() {
     let mut backends = pair();
     let mut run = |c: &Case| backends.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>();
     let outs = run(&case);
-    let f = signature::find(&outs).expect("diverges");
-    let m = minimise::minimise(&case, &f.signature, outs, 2, Duration::from_secs(60), &mut run);
+    let f = signature::find(&case, &outs, &KnownList::default()).expect("diverges");
+    let m = minimise::minimise(&case, &f.signature, &KnownList::default(), outs, 2, Duration::from_secs(60), &mut run);
     assert_eq!(m.execs, 2);
 }
 
@@ -89,6 +90,7 @@ fn campaign_finds_minimises_and_saves_the_planted_bug() {
         found: Some(dir.join("found")),
         minimise_budget: 300,
         progress: false,
+        known: KnownList::default(),
     };
     // Seeds on which the pair agrees: the A64 seed's DC CIVAC becomes a NOP, so the fuzzer
     // has to put a cache-maintenance instruction into an A64 case itself.
@@ -113,7 +115,7 @@ fn campaign_finds_minimises_and_saves_the_planted_bug() {
     // The saved case reproduces the same signature.
     let mut b = pair();
     let outs: Vec<_> = b.iter_mut().map(|b| (b.name().to_string(), b.run(&saved))).collect();
-    assert_eq!(signature::find(&outs).map(|x| x.signature), Some(f.signature.clone()));
+    assert_eq!(signature::find(&saved, &outs, &KnownList::default()).map(|x| x.signature), Some(f.signature.clone()));
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("out/stats.json")).expect("stats.json")).expect("json");
     assert!(stats["execs"].as_u64().unwrap_or(0) >= 3000);
     let _ = std::fs::remove_dir_all(&dir);
@@ -188,11 +190,11 @@ fn profiles_campaign(seed: u64) {
     };
     // Start from the cases the two profiles agree on: the divergence must be the fuzzer's.
     let mut judge = pair();
-    let seeds: Vec<Case> = seeds.into_iter().filter(|c| signature::find(&judge.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>()).is_none()).collect();
+    let seeds: Vec<Case> = seeds.into_iter().filter(|c| signature::find(c, &judge.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>(), &KnownList::default()).is_none()).collect();
     assert!(!seeds.is_empty(), "the profiles disagree on every cmo case");
     let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-profiles-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = Config { seed, time: std::time::Duration::from_secs(120), iters: Some(seeds.len() as u64 + 3000), out: None, found: Some(dir.clone()), minimise_budget: 200, progress: false };
+    let cfg = Config { seed, time: std::time::Duration::from_secs(120), iters: Some(seeds.len() as u64 + 3000), out: None, found: Some(dir.clone()), minimise_budget: 200, progress: false, known: KnownList::default() };
     let st = fuzz::campaign(&cfg, pair(), seeds).expect("campaign runs");
     eprintln!("{}", st.line());
     assert_eq!(st.seed_divergences, 0);
@@ -204,6 +206,6 @@ fn profiles_campaign(seed: u64) {
     let saved = trapdiff::case_file::load(f.path.as_ref().expect("saved")).expect("loads");
     let mut b = pair();
     let outs: Vec<_> = b.iter_mut().map(|b| (b.name().to_string(), b.run(&saved))).collect();
-    assert_eq!(signature::find(&outs).map(|x| x.signature), Some(f.signature.clone()), "the saved find reproduces");
+    assert_eq!(signature::find(&saved, &outs, &KnownList::default()).map(|x| x.signature), Some(f.signature.clone()), "the saved find reproduces");
     let _ = std::fs::remove_dir_all(&dir);
 }

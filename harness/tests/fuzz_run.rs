@@ -15,7 +15,7 @@ fn model(names: &[&str]) -> Vec<Box<dyn Backend>> {
 }
 
 fn cfg(dir: &Path, seed: u64, iters: u64) -> Config {
-    Config { seed, time: Duration::from_secs(300), iters: Some(iters), out: Some(dir.to_path_buf()), found: Some(dir.join("found")), minimise_budget: 50, progress: false }
+    Config { seed, time: Duration::from_secs(300), iters: Some(iters), out: Some(dir.to_path_buf()), found: Some(dir.join("found")), minimise_budget: 50, progress: false, known: trapdiff::known::KnownList::default() }
 }
 
 #[test]

@@ -15,6 +15,7 @@ use trapdiff_arch::{Case, Outcome};
 use super::input::{fnv1a, CaseInput};
 use super::observers::OutcomesObserver;
 use super::signature::{self, Find};
+use crate::known::KnownList;
 
 fn outcomes_handle() -> Handle<OutcomesObserver> {
     OutcomesObserver::new().handle()
@@ -90,16 +91,18 @@ pub struct DivergenceObjective {
     pub hits: u64,
     /// Seeds that diverge or crash a backend already.
     pub seed_finds: u64,
+    /// What a run would waive or know: not a find.
+    known: KnownList,
 }
 
 impl DivergenceObjective {
-    pub fn new() -> DivergenceObjective {
-        DivergenceObjective { name: Cow::Borrowed("divergence"), handle: outcomes_handle(), seen: BTreeSet::new(), pending: Vec::new(), hits: 0, seed_finds: 0 }
+    pub fn new(known: KnownList) -> DivergenceObjective {
+        DivergenceObjective { name: Cow::Borrowed("divergence"), handle: outcomes_handle(), seen: BTreeSet::new(), pending: Vec::new(), hits: 0, seed_finds: 0, known }
     }
     /// Note what a seed shows: its divergence is the suite's own (`trapdiff run` reports
     /// it), so it only joins the signatures already seen. True if the seed diverges.
-    pub fn observe_seed(&mut self, outcomes: &[(String, Outcome)]) -> bool {
-        match signature::find(outcomes) {
+    pub fn observe_seed(&mut self, case: &Case, outcomes: &[(String, Outcome)]) -> bool {
+        match signature::find(case, outcomes, &self.known) {
             Some(f) => {
                 self.seen.insert(f.signature);
                 self.seed_finds += 1;
@@ -111,7 +114,7 @@ impl DivergenceObjective {
 
     /// Judge a set of outcomes; true for a new find (queued in `pending`).
     pub fn observe(&mut self, case: &Case, outcomes: &[(String, Outcome)]) -> bool {
-        let Some(find) = signature::find(outcomes) else { return false };
+        let Some(find) = signature::find(case, outcomes, &self.known) else { return false };
         self.hits += 1;
         if !self.seen.insert(find.signature.clone()) {
             return false;
@@ -121,11 +124,6 @@ impl DivergenceObjective {
     }
 }
 
-impl Default for DivergenceObjective {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 impl Named for DivergenceObjective {
     fn name(&self) -> &Cow<'static, str> {

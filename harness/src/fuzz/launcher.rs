@@ -75,6 +75,7 @@ pub fn launch(a: &FuzzArgs, seed: u64) -> ExitCode {
             found: Some(found_dir(a)),
             minimise_budget: a.minimise_budget,
             progress: false,
+            known: crate::paths::known_list().map_err(Error::illegal_state)?,
         };
         campaign_with(&cfg, backends, seeds, &mut mgr, state).map_err(|e| Error::illegal_state(e.to_string()))?;
         // Done in time: no restart, and the broker stops once every client has said so.

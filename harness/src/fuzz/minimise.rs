@@ -10,6 +10,7 @@ use trapdiff_arch::{Case, El, Outcome};
 
 use super::mutators::sync_asm;
 use super::signature;
+use crate::known::KnownList;
 
 /// The smallest case found, its outcomes, and what it took.
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ fn candidates(c: &Case) -> Vec<Case> {
 /// Shrink `case` while [`signature::find`] of its outcomes keeps `sig`; at most `budget`
 /// executions and about `max_time`. `run` executes a case on the backends the divergence
 /// was seen on.
-pub fn minimise(case: &Case, sig: &str, outcomes: Vec<(String, Outcome)>, budget: u64, max_time: Duration, run: &mut dyn FnMut(&Case) -> Vec<(String, Outcome)>) -> Minimised {
+pub fn minimise(case: &Case, sig: &str, known: &KnownList, outcomes: Vec<(String, Outcome)>, budget: u64, max_time: Duration, run: &mut dyn FnMut(&Case) -> Vec<(String, Outcome)>) -> Minimised {
     let started = Instant::now();
     let d = Disassembler::new().ok();
     let mut best = Minimised { case: case.clone(), outcomes, execs: 0, steps: 0 };
@@ -113,7 +114,7 @@ pub fn minimise(case: &Case, sig: &str, outcomes: Vec<(String, Outcome)>, budget
             }
             best.execs += 1;
             let outs = run(&c);
-            if signature::find(&outs).is_some_and(|f| f.signature == sig) {
+            if signature::find(&c, &outs, known).is_some_and(|f| f.signature == sig) {
                 best.case = c;
                 best.outcomes = outs;
                 best.steps += 1;

@@ -56,6 +56,7 @@ use trapdiff_arch::{Case, Outcome};
 
 use crate::backend::select::{self, BackendOptions};
 use crate::backend::Backend;
+use crate::known::KnownList;
 use crate::{case_file, paths};
 
 use executor::{BackendStats, BackendsExecutor};
@@ -140,6 +141,9 @@ pub struct Config {
     pub minimise_budget: u64,
     /// Print a progress line.
     pub progress: bool,
+    /// Waivers and known issues (`paths::known_list`): a divergence they cover is what a run
+    /// would judge `waived` or `known`, so it is no find.
+    pub known: KnownList,
 }
 
 /// One saved (or, without `found`, only reported) find.
@@ -331,7 +335,7 @@ where
     let mut executor = BackendsExecutor::new(backends);
     let names = executor.names();
     let mut feedback = NoveltyFeedback::new();
-    let mut objective = DivergenceObjective::new();
+    let mut objective = DivergenceObjective::new(cfg.known.clone());
     let fresh = restored.is_none();
     let mut state: FuzzState = match restored {
         Some(s) => s,
@@ -361,7 +365,7 @@ where
             continue;
         }
         fuzzer.feedback_mut().observe(&outcomes);
-        fuzzer.objective_mut().observe_seed(&outcomes);
+        fuzzer.objective_mut().observe_seed(&case, &outcomes);
         let id = state.corpus_mut().add(Testcase::from(CaseInput(case)))?;
         HasScheduler::<CaseInput, FuzzState>::scheduler_mut(&mut fuzzer).on_add(&mut state, id)?;
         if cfg.progress && last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
@@ -400,13 +404,13 @@ where
             };
             let which = executor.indices(&involved);
             let sub: Vec<(String, Outcome)> = p.outcomes.iter().filter(|(n, _)| involved.contains(&n.as_str())).cloned().collect();
-            let sub_sig = signature::find(&sub).map(|f| f.signature).unwrap_or_else(|| sig.clone());
+            let sub_sig = signature::find(&p.case, &sub, &cfg.known).map(|f| f.signature).unwrap_or_else(|| sig.clone());
             // --time is kept within a little: near the end, finds are minimised less.
             let cap = MINIMISE_TIME.min(cfg.time.saturating_sub(started.elapsed()) + Duration::from_secs(15));
-            let mut m = minimise::minimise(&p.case, &sub_sig, sub, cfg.minimise_budget, cap, &mut |c| executor.run_some(c, &which));
+            let mut m = minimise::minimise(&p.case, &sub_sig, &cfg.known, sub, cfg.minimise_budget, cap, &mut |c| executor.run_some(c, &which));
             m.outcomes = executor.run_all(&m.case);
             // A backend may be flaky: keep the original find if the result no longer diverges.
-            let find = signature::find(&m.outcomes).unwrap_or(p.find.clone());
+            let find = signature::find(&m.case, &m.outcomes, &cfg.known).unwrap_or(p.find.clone());
             let sig = find.signature.clone();
             fuzzer.objective_mut().seen.insert(sig.clone());
             let (path, known) = match &cfg.found {
@@ -582,7 +586,14 @@ pub fn main(a: FuzzArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     install_panic_hook(&a.out);
-    let cfg = Config { seed, time: a.time, iters: a.iters, out: Some(a.out.clone()), found: Some(found_dir(&a)), minimise_budget: a.minimise_budget, progress: true };
+    let known = match crate::paths::known_list() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = Config { seed, time: a.time, iters: a.iters, out: Some(a.out.clone()), found: Some(found_dir(&a)), minimise_budget: a.minimise_budget, progress: true, known };
     eprintln!("trapdiff fuzz: seed {seed}, {} seed cases, backends {}, for {:?}", seeds.len(), a.backends.join(","), a.time);
     match campaign(&cfg, backends, seeds) {
         Ok(st) => {

@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 
 use trapdiff_arch::esr::{DataAbortIss, Ec, Esr};
 use trapdiff_arch::outcome::{End, Event, Vector};
-use trapdiff_arch::Outcome;
+use trapdiff_arch::{Case, Outcome};
 
-use crate::diff::{self, Divergence};
+use crate::diff::Divergence;
+use crate::known::KnownList;
+use crate::run;
 
 use super::input::fnv1a;
 
@@ -152,7 +154,7 @@ fn short_class(key: &str) -> String {
 /// The objective this execution is, if any: a backend crash, or a divergence between two
 /// backends that both ran the case (ignoring the model's UNKNOWN bits, as `trapdiff run`
 /// does). `None` when every backend agrees.
-pub fn find(outcomes: &[(String, Outcome)]) -> Option<Find> {
+pub fn find(case: &Case, outcomes: &[(String, Outcome)], known: &KnownList) -> Option<Find> {
     if let Some((name, o)) = outcomes.iter().find(|(_, o)| matches!(o.end, End::BackendError { .. })) {
         let msg = match &o.end {
             End::BackendError { message } => message.chars().filter(|c| !c.is_ascii_digit()).take(80).collect::<String>(),
@@ -161,24 +163,17 @@ pub fn find(outcomes: &[(String, Outcome)]) -> Option<Find> {
         let key = format!("crash:{name}:{msg}");
         return Some(Find { kind: FindKind::BackendCrash, signature: format!("crash-{name}-{:016x}", fnv1a(key.as_bytes())), key, divergences: Vec::new() });
     }
-    let unknown = outcomes.iter().find(|(n, _)| n == "model").map(|(_, o)| o.unknown.clone()).unwrap_or_default();
-    let runnable: Vec<&(String, Outcome)> = outcomes.iter().filter(|(_, o)| !o.end.is_infrastructure()).collect();
-    let mut keys = Vec::new();
-    let mut divergences = Vec::new();
-    for (i, (an, a)) in runnable.iter().map(|p| (&p.0, &p.1)).enumerate() {
-        for (bn, b) in runnable[i + 1..].iter().map(|p| (&p.0, &p.1)) {
-            let fields = diff::compare(a, b, &unknown);
-            if fields.is_empty() {
-                continue;
-            }
-            let d = diff::explain(an, a, bn, b, fields);
-            keys.push(format!("{an}~{bn}:{}", divergence_key(a, b, &d)));
-            divergences.push(d);
-        }
-    }
+    // What a run would judge: divergences a waiver or known issue covers are not finds.
+    let ordered: Vec<(&str, &Outcome)> = outcomes.iter().map(|(n, o)| (n.as_str(), o)).collect();
+    let (divergences, _) = run::diff_pairs(case, &ordered, known, &mut vec![false; known.entries.len()]);
+    let side = |name: &str| outcomes.iter().find(|(n, _)| n == name).map(|(_, o)| o);
+    let keys: Vec<String> = divergences
+        .iter()
+        .filter_map(|d| Some(format!("{}~{}:{}", d.left, d.right, divergence_key(side(&d.left)?, side(&d.right)?, d))))
+        .collect();
     let first = divergences.first()?;
     let key = keys.join(";");
-    let signature = format!("{}-{}-{}-{:016x}", first.left, first.right, short_class(keys[0].split_once(':').map(|x| x.1).unwrap_or("")), fnv1a(key.as_bytes()));
+    let signature = format!("{}-{}-{}-{:016x}", first.left, first.right, short_class(keys.first().and_then(|k| k.split_once(':')).map(|x| x.1).unwrap_or("")), fnv1a(key.as_bytes()));
     Some(Find { kind: FindKind::Divergence, signature, key, divergences })
 }
 
@@ -203,6 +198,41 @@ mod tests {
         }
         assert_eq!(event_class(&e), event_class(&dabt(0x21, false)));
         assert_eq!(event_class(&Event::Mmio { ipa: 1, len: 4, write: true, data: 9 }), "mmio:w4");
+    }
+
+    fn case() -> Case {
+        super::super::input::builtin_seeds().into_iter().next().expect("a builtin seed")
+    }
+
+    fn find(outcomes: &[(String, Outcome)]) -> Option<Find> {
+        super::find(&case(), outcomes, &KnownList::default())
+    }
+
+    #[test]
+    fn a_divergence_the_known_list_covers_is_no_find() {
+        let c = case();
+        let a = Outcome { events: vec![Event::Mmio { ipa: 0x5000_0000, len: 4, write: false, data: 1 }], ..Outcome::default() };
+        let mut b = Outcome { events: vec![dabt(0x10, false)], ..Outcome::default() };
+        b.meta.qemu = Some("10.0.2".into());
+        let waiver = |isa: &str| {
+            let k: crate::known::Known = serde_json::from_str(&format!(
+                r#"{{"id": "w", "class": {{"isa": ["{isa}"]}}, "backends": [["model", "refhyp"]], "fields": ["events*"], "only_under_qemu": true, "reason": "r", "reference": "x"}}"#
+            ))
+            .unwrap();
+            let mut l = KnownList::default();
+            l.push(crate::known::Kind::Waiver, k).unwrap();
+            l
+        };
+        let isa = serde_json::to_value(c.state.isa).unwrap();
+        let isa = isa.as_str().unwrap();
+        let outs = [("model".to_string(), a.clone()), ("refhyp".to_string(), b.clone())];
+        assert!(super::find(&c, &outs, &waiver(isa)).is_none(), "a waived class is not an objective");
+        let other = if isa == "a64" { "a32" } else { "a64" };
+        assert!(super::find(&c, &outs, &waiver(other)).is_some(), "a waiver of another class covers nothing");
+        // On silicon the TCG waiver does not apply.
+        b.meta.qemu = Some("native".into());
+        let outs = [("model".to_string(), a), ("refhyp".to_string(), b)];
+        assert!(super::find(&c, &outs, &waiver(isa)).is_some());
     }
 
     #[test]
