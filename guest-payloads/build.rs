@@ -56,10 +56,7 @@ fn assemble(prefix: &str, src: &Path, out: &Path, name: &str, base: u64, room: u
     let elf = out.join(format!("{name}.elf"));
     let bin = out.join(format!("{name}.bin"));
     run(&format!("{prefix}as"), &["-I", &s(out), "-o", &s(&obj), &s(src)]);
-    run(
-        &format!("{prefix}ld"),
-        &["-nostdlib", "-static", "--build-id=none", "-N", &format!("-Ttext={base:#x}"), "-e", "_start", "-o", &s(&elf), &s(&obj)],
-    );
+    run(&format!("{prefix}ld"), &["-nostdlib", "-static", "--build-id=none", "-N", &format!("-Ttext={base:#x}"), "-e", "_start", "-o", &s(&elf), &s(&obj)]);
     run(&format!("{prefix}objcopy"), &["-O", "binary", "-j", ".text", &s(&elf), &s(&bin)]);
     let len = fs::metadata(&bin).expect("objcopy wrote the binary").len();
     assert!(len > 0 && len <= room, "{name} is {len:#x} bytes; it must fit in {room:#x} bytes at {base:#x}");

@@ -74,7 +74,11 @@ pub fn code_trailer(isa: Isa) -> alloc::vec::Vec<u8> {
 }
 
 pub fn code_trailer_size(isa: Isa) -> u64 {
-    if isa == Isa::T32 { 2 } else { 4 }
+    if isa == Isa::T32 {
+        2
+    } else {
+        4
+    }
 }
 
 /// Parameter block at PARAMS_BASE (all fields u64, little-endian), written by the harness.

@@ -100,7 +100,11 @@ impl Isa {
     }
     /// Required alignment of an instruction address.
     pub fn insn_align(self) -> u64 {
-        if self == Isa::T32 { 2 } else { 4 }
+        if self == Isa::T32 {
+            2
+        } else {
+            4
+        }
     }
 }
 
@@ -290,7 +294,11 @@ impl Insn {
     /// Size in bytes. T32: 16-bit unless the (first) halfword starts 0b11101/0b11110/0b11111
     /// (Arm ARM F3.1 "T32 instruction set encoding").
     pub fn size(&self, isa: Isa) -> u8 {
-        if isa == Isa::T32 && self.w <= 0xffff { 2 } else { 4 }
+        if isa == Isa::T32 && self.w <= 0xffff {
+            2
+        } else {
+            4
+        }
     }
 }
 
@@ -374,7 +382,11 @@ impl FromStr for Reg {
             Reg::Q(n) | Reg::D(n) => n <= 31,
             Reg::Sp => true,
         };
-        if ok { Ok(r) } else { Err(err()) }
+        if ok {
+            Ok(r)
+        } else {
+            Err(err())
+        }
     }
 }
 
@@ -397,7 +409,11 @@ pub struct RegValue(pub u128);
 
 impl Serialize for RegValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.collect_str(&format_args!("{:#x}", self.0)) } else { s.serialize_u128(self.0) }
+        if s.is_human_readable() {
+            s.collect_str(&format_args!("{:#x}", self.0))
+        } else {
+            s.serialize_u128(self.0)
+        }
     }
 }
 
@@ -606,9 +622,8 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> CaseError {
 /// instruction set filed under the other.
 /// (Each token is ASCII alphanumeric, so `t[1..]` never splits a character.)
 fn mentions_a64_regs(asm: &str) -> bool {
-    asm.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| {
-        (t.starts_with('x') || t.starts_with('w')) && t.len() > 1 && t[1..].parse::<u8>().is_ok_and(|n| n <= 30) || t == "xzr" || t == "wzr"
-    })
+    asm.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|t| (t.starts_with('x') || t.starts_with('w')) && t.len() > 1 && t[1..].parse::<u8>().is_ok_and(|n| n <= 30) || t == "xzr" || t == "wzr")
 }
 fn mentions_a32_regs(asm: &str) -> bool {
     asm.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| t.starts_with('r') && t.len() > 1 && t[1..].parse::<u8>().is_ok_and(|n| n <= 15))
@@ -654,10 +669,7 @@ impl Case {
                 return Err(err(f("size"), format!("region ends past {limit:#x}, the highest address a {isa:?} case can use")));
             }
             if r.ipa < abi::RESERVED_END && end > abi::RESERVED_BASE {
-                return Err(err(
-                    f("ipa"),
-                    format!("overlaps {:#x}..{:#x}, reserved for the guest runtime", abi::RESERVED_BASE, abi::RESERVED_END),
-                ));
+                return Err(err(f("ipa"), format!("overlaps {:#x}..{:#x}, reserved for the guest runtime", abi::RESERVED_BASE, abi::RESERVED_END)));
             }
             if let Some((j, o)) = self.memory[..i].iter().enumerate().find(|(_, o)| r.ipa < o.ipa + o.size && o.ipa < end) {
                 return Err(err(f("ipa"), format!("region `{}` overlaps region `{}` (memory[{j}])", r.name, o.name)));
@@ -704,7 +716,7 @@ impl Case {
         if self.code.insns.is_empty() {
             return Err(err("code.insns", "a case needs at least one instruction"));
         }
-        if self.code.ipa % isa.insn_align() != 0 {
+        if !self.code.ipa.is_multiple_of(isa.insn_align()) {
             return Err(err("code.ipa", format!("{:#x} is not {}-byte aligned as {isa:?} code must be", self.code.ipa, isa.insn_align())));
         }
         let code_end = self.code.ipa.checked_add(self.code.size(isa)).and_then(|e| e.checked_add(abi::code_trailer_size(isa)));

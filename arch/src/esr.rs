@@ -212,6 +212,9 @@ impl DataAbortIss {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fsc(pub u8);
 
+// Grouped as the field reads: the fault kind, then the level in bits [1:0] (Arm ARM D17.2.37
+// "ISS encoding for an exception from a Data Abort", DFSC).
+#[allow(clippy::unusual_byte_groupings)]
 impl Fsc {
     pub const fn address_size(level: u8) -> Fsc {
         Fsc(level & 3)
@@ -255,9 +258,7 @@ impl Fsc {
     /// Translation-table level for the level-encoded kinds.
     pub fn level(self) -> Option<u8> {
         match self.kind() {
-            FaultKind::AddressSize | FaultKind::Translation | FaultKind::AccessFlag | FaultKind::Permission | FaultKind::SyncExternalOnWalk => {
-                Some(self.0 & 3)
-            }
+            FaultKind::AddressSize | FaultKind::Translation | FaultKind::AccessFlag | FaultKind::Permission | FaultKind::SyncExternalOnWalk => Some(self.0 & 3),
             _ => None,
         }
     }

@@ -51,7 +51,11 @@ fn de_bits<'de, D: Deserializer<'de>>(d: D, bits: u32) -> Result<u128, D::Error>
 pub mod u64 {
     use super::*;
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&alloc::format!("{v:#x}")) } else { s.serialize_u64(*v) }
+        if s.is_human_readable() {
+            s.serialize_str(&alloc::format!("{v:#x}"))
+        } else {
+            s.serialize_u64(*v)
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         if !d.is_human_readable() {
@@ -65,7 +69,11 @@ pub mod u64 {
 pub mod u32 {
     use super::*;
     pub fn serialize<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&alloc::format!("{v:#x}")) } else { s.serialize_u32(*v) }
+        if s.is_human_readable() {
+            s.serialize_str(&alloc::format!("{v:#x}"))
+        } else {
+            s.serialize_u32(*v)
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         if !d.is_human_readable() {
@@ -113,7 +121,11 @@ pub mod opt_u32 {
 pub mod bytes {
     use super::*;
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.serialize_str(&encode(v)) } else { s.serialize_bytes(v) }
+        if s.is_human_readable() {
+            s.serialize_str(&encode(v))
+        } else {
+            s.serialize_bytes(v)
+        }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         if d.is_human_readable() {
@@ -152,7 +164,7 @@ pub fn encode(v: &[u8]) -> String {
 /// Bytes of a hex string (whitespace ignored); `None` if malformed.
 pub fn decode(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

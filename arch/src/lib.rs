@@ -19,5 +19,5 @@ pub mod quirk;
 pub mod sysreg;
 pub mod wire;
 
-pub use case::{Case, CaseError, Isa, El, Family, Region, RegionKind};
+pub use case::{Case, CaseError, El, Family, Isa, Region, RegionKind};
 pub use outcome::{Event, Outcome};

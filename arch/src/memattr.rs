@@ -22,8 +22,7 @@ pub enum S1Attr {
 }
 
 impl S1Attr {
-    pub const ALL: [S1Attr; 7] =
-        [Self::DeviceNGnRnE, Self::DeviceNGnRE, Self::DeviceNGRE, Self::DeviceGRE, Self::NormalNc, Self::NormalWt, Self::NormalWb];
+    pub const ALL: [S1Attr; 7] = [Self::DeviceNGnRnE, Self::DeviceNGnRE, Self::DeviceNGRE, Self::DeviceGRE, Self::NormalNc, Self::NormalWt, Self::NormalWb];
 
     /// The MAIR Attr<n> byte.
     pub const fn mair(self) -> u8 {

@@ -43,9 +43,13 @@ pub const STALE_HELLO: &str = "frame does not decode: a Hello of another protoco
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostMsg {
     /// Load the runtime image; the backend keeps it and restores it before every job.
-    SetRuntime { segments: Vec<Segment> },
+    SetRuntime {
+        segments: Vec<Segment>,
+    },
     Run(Job),
-    Ping { seq: u32 },
+    Ping {
+        seq: u32,
+    },
     /// Resend the last reply (the harness got a corrupt frame).
     Resend,
     Shutdown,
@@ -57,11 +61,17 @@ pub enum TargetMsg {
     /// Sent once after boot, and after a reset.
     Hello(TargetInfo),
     Result(Report),
-    Pong { seq: u32 },
+    Pong {
+        seq: u32,
+    },
     /// A frame from the harness failed its checksum or did not decode.
-    BadFrame { reason: String },
+    BadFrame {
+        reason: String,
+    },
     /// Something the backend wants in the log (kernel warnings, refhyp notes).
-    Log { text: String },
+    Log {
+        text: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,11 +162,19 @@ pub enum ReportEnd {
     Done,
     Timeout,
     ExitLimit,
-    RunError { errno: i32 },
-    Stopped { reason: String },
-    Skipped { reason: String },
+    RunError {
+        errno: i32,
+    },
+    Stopped {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
     /// The backend could not run the job (bad job, resource failure).
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// Encode a message as one frame line (with the trailing newline).
@@ -269,6 +287,7 @@ pub fn hello_protocol(payload: &[u8]) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use alloc::vec;

@@ -168,9 +168,7 @@ fn decode_inner(case: &Case, job: &Job, report: &Report, events: &mut Vec<Event>
         (Some(&(abi::REPORT_BASE, _)), None) => None,
         _ => return Err("the job does not read back the report page first; lower it with guest_payloads::lower::lower".into()),
     };
-    let page = || -> Result<ReportPage, String> {
-        ReportPage::parse(page_bytes.ok_or("the backend returned no report page readback")?)
-    };
+    let page = || -> Result<ReportPage, String> { ReportPage::parse(page_bytes.ok_or("the backend returned no report page readback")?) };
 
     let mut done_status = None;
     let mut runtime_fault = None;
@@ -195,10 +193,7 @@ fn decode_inner(case: &Case, job: &Job, report: &Report, events: &mut Vec<Event>
                     return Err(format!("the runtime announced exception record {data} but {seen} records came before it"));
                 }
                 let Some(rec) = page.record(data as u32) else {
-                    return Err(format!(
-                        "the runtime announced exception record {data} but the report page holds {} records",
-                        page.n_exceptions()
-                    ));
+                    return Err(format!("the runtime announced exception record {data} but the report page holds {} records", page.n_exceptions()));
                 };
                 if rec.flags & rp::FLAG_RUNTIME != 0 {
                     runtime_fault = Some(rec);
@@ -236,10 +231,7 @@ fn decode_inner(case: &Case, job: &Job, report: &Report, events: &mut Vec<Event>
             }
             let records = events.iter().filter(|e| matches!(e, Event::Exception { .. })).count() + usize::from(runtime_fault.is_some());
             if page.n_exceptions() as usize != records {
-                return Err(format!(
-                    "the report page holds {} exception records but the backend reported {records} EVENT stores",
-                    page.n_exceptions()
-                ));
+                return Err(format!("the report page holds {} exception records but the backend reported {records} EVENT stores", page.n_exceptions()));
             }
             match status {
                 abi::DONE_OK => (End::Done, true),
@@ -314,11 +306,7 @@ fn observed_regs(case: &Case, page: &ReportPage) -> BTreeMap<Reg, RegValue> {
 fn memory(case: &Case, job: &Job, report: &Report) -> Result<Vec<RegionState>, String> {
     let regions: Vec<_> = case.memory.iter().filter(|r| r.kind.has_memory()).collect();
     if report.digests.len() != regions.len() || job.digests.len() != regions.len() {
-        return Err(format!(
-            "the backend returned {} region digests; the case has {} regions with memory",
-            report.digests.len(),
-            regions.len()
-        ));
+        return Err(format!("the backend returned {} region digests; the case has {} regions with memory", report.digests.len(), regions.len()));
     }
     if report.readback.len() != job.readback.len() {
         return Err(format!("the backend returned {} readback ranges; the job asked for {}", report.readback.len(), job.readback.len()));
@@ -429,7 +417,14 @@ mod tests {
                 Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: dabt_esr(false), far: Some(0x6000_0008), pc: 0x4000_0000, bad_spsr: None },
                 Event::Nisv { esr_iss: 0x93, ipa: 0x5800_0020 },
                 // SVC: FAR is not defined for it, so it is not reported.
-                Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: Esr::new(Ec::SVC64, true, 0).0, far: None, pc: 0x4000_0004, bad_spsr: None },
+                Event::Exception {
+                    vector: Vector::Sync,
+                    from_el0: false,
+                    syndrome: Esr::new(Ec::SVC64, true, 0).0,
+                    far: None,
+                    pc: 0x4000_0004,
+                    bad_spsr: None
+                },
             ]
         );
         let st = out.state.expect("final state");

@@ -125,10 +125,7 @@ impl From<TablesFull> for LowerError {
 
 /// Both runtimes, to send once with `HostMsg::SetRuntime`.
 pub fn runtime_segments() -> Vec<Segment> {
-    vec![
-        Segment { ipa: abi::RUNTIME_BASE, bytes: runtime::A64.to_vec() },
-        Segment { ipa: abi::RUNTIME_A32_BASE, bytes: runtime::A32.to_vec() },
-    ]
+    vec![Segment { ipa: abi::RUNTIME_BASE, bytes: runtime::A64.to_vec() }, Segment { ipa: abi::RUNTIME_A32_BASE, bytes: runtime::A32.to_vec() }]
 }
 
 /// Lower `case` into job number `seq`.
@@ -229,8 +226,11 @@ pub fn s1_table_pages(case: &Case) -> Result<Vec<(String, Vec<u8>)>, LowerError>
     Ok(build_tables(case)?.1.into_iter().map(|(i, b)| (case.memory[i].name.clone(), b)).collect())
 }
 
+/// Bytes of a level-3 table moved into a case region, by the index of that region.
+type MovedTables = Vec<(usize, Vec<u8>)>;
+
 /// The tables, and the bytes of each moved level-3 table by holding region index.
-fn build_tables(case: &Case) -> Result<(Stage1, Vec<(usize, Vec<u8>)>), LowerError> {
+fn build_tables(case: &Case) -> Result<(Stage1, MovedTables), LowerError> {
     let format = if case.state.isa.is_aarch32() { Format::Lpae } else { Format::A64 };
     let mut t = Stage1::new(format, abi::TABLES_BASE, (abi::TABLES_SIZE / crate::stage1::PAGE) as usize);
     let el1 = |attr, write, exec| Perm { attr, write, exec, el0: false };

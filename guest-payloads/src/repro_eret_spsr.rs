@@ -16,12 +16,28 @@ const WRITTEN: u32 = 0x6000_01df;
 #[test]
 fn qemu_eret_into_aarch32_abort_mode_does_not_load_spsr_abt() {
     let Ok(v) = Command::new("qemu-system-aarch64").arg("--version").output() else {
-        eprintln!("skipping: qemu-system-aarch64 is not installed (bash ci/setup.sh packages)");
+        crate::skip::live("qemu-system-aarch64 is not installed (bash ci/setup.sh packages)");
         return;
     };
     let version = String::from_utf8_lossy(&v.stdout).lines().next().unwrap_or_default().to_string();
     let stub = concat!(env!("OUT_DIR"), "/repro-eret-spsr.elf");
-    let args = ["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-m", "128M", "-display", "none", "-monitor", "none", "-nic", "none", "-serial", "stdio", "-device"];
+    let args = [
+        "-M",
+        "virt,virtualization=on,gic-version=3",
+        "-cpu",
+        "max",
+        "-m",
+        "128M",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-nic",
+        "none",
+        "-serial",
+        "stdio",
+        "-device",
+    ];
     eprintln!("reproducer: qemu-system-aarch64 {} loader,file={stub},cpu-num=0", args.join(" "));
     let mut child = Command::new("qemu-system-aarch64")
         .args(args)

@@ -18,11 +18,8 @@ include!(concat!(env!("OUT_DIR"), "/runtime_symbols.rs"));
 
 /// Name an address inside either runtime as `label+offset` (for runtime-fault messages).
 pub fn symbolize(addr: u64) -> Option<String> {
-    let (syms, base, len) = if addr >= abi::RUNTIME_A32_BASE {
-        (A32_SYMBOLS, abi::RUNTIME_A32_BASE, A32.len() as u64)
-    } else {
-        (A64_SYMBOLS, abi::RUNTIME_BASE, A64.len() as u64)
-    };
+    let (syms, base, len) =
+        if addr >= abi::RUNTIME_A32_BASE { (A32_SYMBOLS, abi::RUNTIME_A32_BASE, A32.len() as u64) } else { (A64_SYMBOLS, abi::RUNTIME_BASE, A64.len() as u64) };
     if addr < base || addr >= base + len {
         return None;
     }
@@ -32,7 +29,11 @@ pub fn symbolize(addr: u64) -> Option<String> {
 
 /// Entry point of the runtime for a case in AArch32 (`true`) or AArch64 (`false`).
 pub fn entry(aarch32: bool) -> u64 {
-    if aarch32 { abi::RUNTIME_A32_BASE } else { abi::RUNTIME_BASE }
+    if aarch32 {
+        abi::RUNTIME_A32_BASE
+    } else {
+        abi::RUNTIME_BASE
+    }
 }
 
 #[cfg(test)]

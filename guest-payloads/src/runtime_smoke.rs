@@ -118,7 +118,7 @@ fn run(case: &Case) -> Option<Outcome> {
 /// valid syndrome, an exception it does not emulate).
 fn run_on_stub(case: &Case, timeout: Duration) -> Option<Result<Outcome, String>> {
     let qemu = qemu().or_else(|| {
-        eprintln!("skipping the runtime smoke test: qemu-system-aarch64 is not installed (bash ci/setup.sh packages)");
+        crate::skip::live("the runtime smoke test needs qemu-system-aarch64 (bash ci/setup.sh packages)");
         None
     })?;
     let job = lower(case, 1).unwrap();
@@ -180,8 +180,7 @@ fn run_on_stub(case: &Case, timeout: Duration) -> Option<Result<Outcome, String>
     let end = if page.is_some() { ReportEnd::Done } else { ReportEnd::Timeout };
     let mut readback = vec![page.unwrap_or_default()];
     readback.extend(job.readback[1..].iter().map(|&(_, len)| vec![0; len as usize]));
-    let report =
-        Report { seq: job.seq, exits, end, digests: vec![0; job.digests.len()], readback, elapsed_us: start.elapsed().as_micros() as u64 };
+    let report = Report { seq: job.seq, exits, end, digests: vec![0; job.digests.len()], readback, elapsed_us: start.elapsed().as_micros() as u64 };
     Some(Ok(decode(case, &job, &report)))
 }
 
@@ -224,13 +223,7 @@ fn a64_el1_mmio_brk_svc_then_end_marker() {
         "el1",
         r#", "regs": { "x1": "0x58000010", "x30": "0x3030", "sp": "0x40001ff0", "q3": "0x0123456789abcdeffedcba9876543210" },
            "observe": { "regs": ["x0", "x2", "x30", "sp", "q3"], "fp": true }"#,
-        &[
-            (0xb940_0020, "ldr w0, [x1]"),
-            (0xb900_0420, "str w0, [x1, #4]"),
-            (0xd420_0000, "brk #0"),
-            (0xd400_0021, "svc #1"),
-            (0xd280_00a2, "mov x2, #5"),
-        ],
+        &[(0xb940_0020, "ldr w0, [x1]"), (0xb900_0420, "str w0, [x1, #4]"), (0xd420_0000, "brk #0"), (0xd400_0021, "svc #1"), (0xd280_00a2, "mov x2, #5")],
     );
     let Some(out) = run(&c) else { return };
     assert_eq!(out.end, End::Done, "{out:#?}");
@@ -258,12 +251,7 @@ fn a64_el0_translation_fault_and_exception_limit() {
         "el0",
         r#", "regs": { "x1": "0x60000008" }, "limits": { "max_exceptions": 2 },
            "observe": { "regs": ["x2"] }"#,
-        &[
-            (0xf940_0020, "ldr x0, [x1]"),
-            (0xd280_00a2, "mov x2, #5"),
-            (0xd420_0020, "brk #1"),
-            (0xd280_00e2, "mov x2, #7"),
-        ],
+        &[(0xf940_0020, "ldr x0, [x1]"), (0xd280_00a2, "mov x2, #5"), (0xd420_0020, "brk #1"), (0xd280_00e2, "mov x2, #7")],
     );
     let Some(out) = run(&c) else { return };
     assert_eq!(out.end, End::ExceptionLimit, "{out:#?}");
@@ -410,7 +398,14 @@ fn a32_data_abort_records_lpae_dfsr_and_dfar_then_ends() {
     // LPAE-format DFSR (bit 9): translation fault, level 3 (STATUS 0b000111).
     assert_eq!(
         out.events,
-        vec![Event::Exception { vector: Vector::DataAbort, from_el0: false, syndrome: (1 << 9) | 0b00_0111, far: Some(0x6000_0008), pc: 0x4000_0000, bad_spsr: None }]
+        vec![Event::Exception {
+            vector: Vector::DataAbort,
+            from_el0: false,
+            syndrome: (1 << 9) | 0b00_0111,
+            far: Some(0x6000_0008),
+            pc: 0x4000_0000,
+            bad_spsr: None
+        }]
     );
     assert_eq!(reg(&out, "r1"), 0x6000_0008);
     assert_eq!(reg(&out, "r2"), 0, "the case ended at the abort");

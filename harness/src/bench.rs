@@ -78,7 +78,8 @@ pub fn bench(cases: &[Case], specs: &[BackendSpec], per_boot: usize) -> Vec<Benc
 }
 
 pub fn render(lines: &[BenchLine]) -> String {
-    let mut s = String::from("| backend | cases | persistent cases/s | boot s | one boot per case, cases/s | speed-up | errors |\n|---|---|---|---|---|---|---|\n");
+    let mut s =
+        String::from("| backend | cases | persistent cases/s | boot s | one boot per case, cases/s | speed-up | errors |\n|---|---|---|---|---|---|---|\n");
     for l in lines {
         let (pb, ratio) = if l.per_boot_cases > 0 {
             (format!("{:.2} ({} cases)", l.per_boot_cps, l.per_boot_cases), format!("{:.0}x", l.persistent_cps / l.per_boot_cps.max(1e-9)))

@@ -177,7 +177,13 @@ pub fn markdown(c: &Comparison) -> String {
 
 pub fn html(c: &Comparison) -> String {
     let mut h = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>trapdiff compare</title><style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}.fails{background:#fcc}.fixed{background:#dfd}</style></head><body>");
-    let _ = write!(h, "<h1>trapdiff compare</h1><p>old: <code>{}</code> · new: <code>{}</code> · {} newly failing</p><table><tr>", xml(&c.old), xml(&c.new), c.failing);
+    let _ = write!(
+        h,
+        "<h1>trapdiff compare</h1><p>old: <code>{}</code> · new: <code>{}</code> · {} newly failing</p><table><tr>",
+        xml(&c.old),
+        xml(&c.new),
+        c.failing
+    );
     for x in Change::ALL {
         let _ = write!(h, "<th>{}</th>", x.name());
     }
@@ -187,8 +193,22 @@ pub fn html(c: &Comparison) -> String {
     }
     h.push_str("</tr></table><h2>Changes</h2><table><tr><th>case</th><th>change</th><th>old</th><th>new</th><th>detail</th></tr>");
     for r in c.cases.iter().filter(|r| r.change != Change::StillAgreeing) {
-        let class = if r.fails { " class=\"fails\"" } else if r.change == Change::Fixed { " class=\"fixed\"" } else { "" };
-        let _ = write!(h, "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", xml(&r.name), r.change.name(), verdict_name(r.old), verdict_name(r.new), xml(&clean(&r.detail)));
+        let class = if r.fails {
+            " class=\"fails\""
+        } else if r.change == Change::Fixed {
+            " class=\"fixed\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            xml(&r.name),
+            r.change.name(),
+            verdict_name(r.old),
+            verdict_name(r.new),
+            xml(&clean(&r.detail))
+        );
     }
     h.push_str("</table></body></html>\n");
     h
@@ -253,10 +273,17 @@ pub fn matrix_markdown(m: &Matrix) -> String {
     let mut s = String::from("# trapdiff matrix\n\n| verdict | ");
     let _ = writeln!(s, "{} |\n|---|{}", m.columns.join(" | "), "---|".repeat(m.columns.len()));
     for v in Verdict::ALL {
-        let _ = writeln!(s, "| {} | {} |", v.name(), m.totals.iter().map(|t| t.get(v.name()).copied().unwrap_or(0).to_string()).collect::<Vec<_>>().join(" | "));
+        let _ =
+            writeln!(s, "| {} | {} |", v.name(), m.totals.iter().map(|t| t.get(v.name()).copied().unwrap_or(0).to_string()).collect::<Vec<_>>().join(" | "));
     }
     let differing: Vec<&MatrixRow> = m.rows.iter().filter(|r| r.differs).collect();
-    let _ = writeln!(s, "\n## Cases whose result differs between columns ({})\n\n| case | {} |\n|---|{}", differing.len(), m.columns.join(" | "), "---|".repeat(m.columns.len()));
+    let _ = writeln!(
+        s,
+        "\n## Cases whose result differs between columns ({})\n\n| case | {} |\n|---|{}",
+        differing.len(),
+        m.columns.join(" | "),
+        "---|".repeat(m.columns.len())
+    );
     for r in differing {
         let cells: Vec<String> = r
             .verdicts
@@ -295,6 +322,7 @@ pub fn write_matrix(dir: &Path, m: &Matrix) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
 
@@ -305,7 +333,11 @@ mod tests {
                 .map(|(n, v, e)| ReportCase {
                     name: n.to_string(),
                     verdict: *v,
-                    divergences: if e.is_empty() { vec![] } else { vec![ReportDivergence { left: "kvm".into(), right: "model".into(), explanation: e.to_string() }] },
+                    divergences: if e.is_empty() {
+                        vec![]
+                    } else {
+                        vec![ReportDivergence { left: "kvm".into(), right: "model".into(), explanation: e.to_string() }]
+                    },
                 })
                 .collect(),
         }
@@ -314,8 +346,18 @@ mod tests {
     #[test]
     fn every_change_is_classified_and_only_new_failures_fail() {
         use Verdict::*;
-        let old = rep(&[("a", Agree, ""), ("b", Diverge, "x"), ("c", Diverge, "x"), ("d", Agree, ""), ("gone", Agree, ""), ("e", Diverge, "x"), ("k", Agree, "")]);
-        let new = rep(&[("a", Diverge, "y"), ("b", Agree, ""), ("c", Diverge, "x"), ("d", Waived, ""), ("new", Agree, ""), ("newbad", Error, ""), ("e", KernelFinding, ""), ("k", Known, "")]);
+        let old =
+            rep(&[("a", Agree, ""), ("b", Diverge, "x"), ("c", Diverge, "x"), ("d", Agree, ""), ("gone", Agree, ""), ("e", Diverge, "x"), ("k", Agree, "")]);
+        let new = rep(&[
+            ("a", Diverge, "y"),
+            ("b", Agree, ""),
+            ("c", Diverge, "x"),
+            ("d", Waived, ""),
+            ("new", Agree, ""),
+            ("newbad", Error, ""),
+            ("e", KernelFinding, ""),
+            ("k", Known, ""),
+        ]);
         let c = compare("old", &old, "new", &new);
         let get = |n: &str| c.cases.iter().find(|x| x.name == n).unwrap();
         assert_eq!(get("a").change, Change::NewDivergence);

@@ -115,10 +115,7 @@ pub fn compare(a: &Outcome, b: &Outcome, unknown: &[Unknown]) -> Vec<FieldDiff> 
         }
         // An exact path masks its bits; a wholly unknown path also covers everything under it
         // (`events` covers `events.len` and `events[2].pc`).
-        let covers = |u: &Unknown| {
-            &u.path == k
-                || (u.mask == u64::MAX && (k.starts_with(&format!("{}.", u.path)) || k.starts_with(&format!("{}[", u.path))))
-        };
+        let covers = |u: &Unknown| &u.path == k || (u.mask == u64::MAX && (k.starts_with(&format!("{}.", u.path)) || k.starts_with(&format!("{}[", u.path))));
         let mask: u64 = unknown.iter().filter(|u| covers(u)).fold(0, |m, u| m | u.mask);
         if mask != 0 {
             if let (Some(x), Some(y)) = (x, y) {
@@ -147,7 +144,13 @@ pub fn describe_event(e: &Event) -> String {
                 let ec = esr.ec();
                 let mut d = format!("EC={:#04x} {}", ec.0, ec.name());
                 if let Some(da) = esr.data_abort() {
-                    d += &format!(" ISV={} DFSC={:#04x}{}{}", u8::from(da.isv()), da.dfsc().0, if da.wnr() { " WnR" } else { "" }, if da.cm() { " CM" } else { "" });
+                    d += &format!(
+                        " ISV={} DFSC={:#04x}{}{}",
+                        u8::from(da.isv()),
+                        da.dfsc().0,
+                        if da.wnr() { " WnR" } else { "" },
+                        if da.cm() { " CM" } else { "" }
+                    );
                 } else if ec == Ec::IABT_LOW || ec == Ec::IABT_CUR {
                     d += &format!(" IFSC={:#04x}", esr.iss() & 0x3f);
                 }
@@ -197,7 +200,11 @@ pub fn explain(ln: &str, a: &Outcome, rn: &str, b: &Outcome, fields: Vec<FieldDi
         }
         explanation = if dx == dy {
             // Same summary: the difference is in bits the summary does not decode.
-            let f: Vec<String> = fields.iter().filter(|f| f.field.starts_with(&format!("events[{i}]"))).map(|f| format!("{} {ln}={} {rn}={}", f.field, f.left, f.right)).collect();
+            let f: Vec<String> = fields
+                .iter()
+                .filter(|f| f.field.starts_with(&format!("events[{i}]")))
+                .map(|f| format!("{} {ln}={} {rn}={}", f.field, f.left, f.right))
+                .collect();
             format!("event {i} ({dx}) differs in {}", f.join(", "))
         } else {
             format!("event {i}: {ln} saw {dx}; {rn} saw {dy}")

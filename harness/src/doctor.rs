@@ -49,7 +49,11 @@ pub fn checks() -> Vec<Check> {
         result: match qemu::qemu_version() {
             Some(ver) => {
                 let major: u32 = ver.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-                if major >= 8 { Ok(ver) } else { Err(format!("{ver} is too old (TCG lacks Device alignment checks); {SETUP}")) }
+                if major >= 8 {
+                    Ok(ver)
+                } else {
+                    Err(format!("{ver} is too old (TCG lacks Device alignment checks); {SETUP}"))
+                }
             }
             None => Err(format!("not found; {SETUP}")),
         },
@@ -79,11 +83,7 @@ pub fn checks() -> Vec<Check> {
         ("aarch64-linux-gnu-as (A64 runtime)", "aarch64-linux-gnu-as"),
         ("arm-none-eabi-as (A32 runtime)", "arm-none-eabi-as"),
     ] {
-        v.push(Check {
-            what,
-            result: first_line(tool, &["--version"]).ok_or_else(|| format!("{tool} not found; {SETUP}")),
-            required: true,
-        });
+        v.push(Check { what, result: first_line(tool, &["--version"]).ok_or_else(|| format!("{tool} not found; {SETUP}")), required: true });
     }
     v.push(Check {
         what: "aarch64 Rust std (agent)",

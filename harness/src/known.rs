@@ -215,13 +215,14 @@ impl FaultClass {
         match self {
             FaultClass::Alignment => {
                 let aligned = |e: &Event| match e {
-                Event::Exception { vector: Vector::Sync, syndrome, .. } => {
-                    let esr = Esr(*syndrome);
-                    esr.data_abort().is_some_and(|d| d.dfsc() == Fsc::ALIGNMENT)
-                        || (matches!(esr.ec(), trapdiff_arch::esr::Ec::IABT_LOW | trapdiff_arch::esr::Ec::IABT_CUR) && esr.iss() & 0x3f == u32::from(Fsc::ALIGNMENT.0))
-                }
-                _ => false,
-            };
+                    Event::Exception { vector: Vector::Sync, syndrome, .. } => {
+                        let esr = Esr(*syndrome);
+                        esr.data_abort().is_some_and(|d| d.dfsc() == Fsc::ALIGNMENT)
+                            || (matches!(esr.ec(), trapdiff_arch::esr::Ec::IABT_LOW | trapdiff_arch::esr::Ec::IABT_CUR)
+                                && esr.iss() & 0x3f == u32::from(Fsc::ALIGNMENT.0))
+                    }
+                    _ => false,
+                };
                 model.events.iter().any(aligned)
             }
             FaultClass::Stage2Alignment => {
@@ -416,6 +417,7 @@ impl KnownList {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
 

@@ -86,6 +86,7 @@ fn check_shards(shards: &[(&Path, Option<(usize, usize)>)]) -> Result<(), String
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
 

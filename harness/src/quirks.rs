@@ -16,8 +16,8 @@ use trapdiff_arch::quirk::{Quirk, Quirks, QUIRKS};
 use trapdiff_arch::Case;
 
 use crate::backend::select::{self, BackendOptions};
-use crate::run::{self, RunResult, Verdict};
 use crate::known::KnownList;
+use crate::run::{self, RunResult, Verdict};
 
 /// What the check found for one quirk.
 #[derive(Debug, Serialize)]
@@ -73,7 +73,15 @@ fn quiet(v: Verdict) -> bool {
 pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks: &[Quirk], jobs: usize, waivers: &KnownList) -> Result<CheckReport, String> {
     let started = std::time::Instant::now();
     let specs = |q: Quirks| {
-        select::specs(&BackendOptions { names: vec!["model".into(), "refhyp".into()], kernel: None, native: false, policy: "linux-6.1".into(), jobs, quirks: q, kernel_append: Vec::new() })
+        select::specs(&BackendOptions {
+            names: vec!["model".into(), "refhyp".into()],
+            kernel: None,
+            native: false,
+            policy: "linux-6.1".into(),
+            jobs,
+            quirks: q,
+            kernel_append: Vec::new(),
+        })
     };
     let mut all: Vec<(PathBuf, Case)> = suite.to_vec();
     all.extend(regressions.iter().cloned());
@@ -84,7 +92,8 @@ pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks:
     let mut catches = Vec::new();
     for &q in quirks {
         let info = q.info();
-        let mine: Vec<(PathBuf, Case)> = regressions.iter().filter(|(_, c)| c.provenance.quirk.as_deref().and_then(Quirk::from_name) == Some(q)).cloned().collect();
+        let mine: Vec<(PathBuf, Case)> =
+            regressions.iter().filter(|(_, c)| c.provenance.quirk.as_deref().and_then(Quirk::from_name) == Some(q)).cloned().collect();
         let mut cases: Vec<(PathBuf, Case)> = suite.to_vec();
         cases.extend(mine.iter().cloned());
         eprintln!("quirks: {} ({} cases)", info.name, cases.len());
@@ -113,7 +122,12 @@ pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks:
         baseline_diverge: base.cases.iter().filter(|c| c.verdict == Verdict::Diverge).map(|c| c.name.clone()).collect(),
         catches,
         seconds: started.elapsed().as_secs_f64(),
-        model_outcomes: base.cases.iter().filter(|c| c.verdict == Verdict::Agree).filter_map(|c| c.outcomes.get("model").map(|o| (c.name.clone(), o.clone()))).collect(),
+        model_outcomes: base
+            .cases
+            .iter()
+            .filter(|c| c.verdict == Verdict::Agree)
+            .filter_map(|c| c.outcomes.get("model").map(|o| (c.name.clone(), o.clone())))
+            .collect(),
     })
 }
 
@@ -121,11 +135,8 @@ pub fn check(suite: &[(PathBuf, Case)], regressions: &[(PathBuf, Case)], quirks:
 /// instructions, then regions), renamed, with its provenance and the model's outcome pinned.
 pub fn regression_case(r: &CheckReport, suite: &[(PathBuf, Case)], quirk: Quirk) -> Option<Case> {
     let catch = r.catches.iter().find(|c| c.quirk == quirk.name())?;
-    let best = suite
-        .iter()
-        .map(|(_, c)| c)
-        .filter(|c| catch.suite_cases.contains(&c.name))
-        .min_by_key(|c| (c.code.insns.len(), c.memory.len(), c.name.len()))?;
+    let best =
+        suite.iter().map(|(_, c)| c).filter(|c| catch.suite_cases.contains(&c.name)).min_by_key(|c| (c.code.insns.len(), c.memory.len(), c.name.len()))?;
     let mut expect = r.model_outcomes.get(&best.name)?.clone();
     expect.meta = trapdiff_arch::outcome::Meta { backend: "model".into(), policy: Some("linux-6.1".into()), ..Default::default() };
     let info = quirk.info();

@@ -125,7 +125,8 @@ pub fn junit(r: &RunResult) -> String {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
                 s.set_message(c.errors().join("; "));
                 s.set_type("backend-error");
-                let full: Vec<String> = c.outcomes.iter().filter(|(_, o)| matches!(o.end, End::BackendError { .. })).map(|(b, o)| format!("{b}: {}", end_text(o))).collect();
+                let full: Vec<String> =
+                    c.outcomes.iter().filter(|(_, o)| matches!(o.end, End::BackendError { .. })).map(|(b, o)| format!("{b}: {}", end_text(o))).collect();
                 s.set_description(full.join("\n"));
                 s
             }
@@ -212,7 +213,8 @@ fn summary_table(r: &RunResult) -> String {
     let counts: Vec<String> = Verdict::ALL.iter().map(|&v| s.count(v).to_string()).collect();
     let _ = writeln!(m, "| {} | {} | {} | {:.1} s |", s.cases, counts.join(" | "), s.load_errors, s.wall_seconds);
     if s.single_backend {
-        let _ = writeln!(m, "\n**single-backend: no comparison** — one backend ran, so no case was compared; select two or more (`--backends model,refhyp,kvm`).");
+        let _ =
+            writeln!(m, "\n**single-backend: no comparison** — one backend ran, so no case was compared; select two or more (`--backends model,refhyp,kvm`).");
     }
     let _ = writeln!(m, "\n| backend | cases | cases/s | skipped | errors | kernel findings |\n|---|---|---|---|---|---|");
     for (b, st) in &s.backends {
@@ -230,7 +232,13 @@ pub fn markdown(r: &RunResult) -> String {
     m += &summary_table(r);
     let meta = r.cases.iter().flat_map(|c| c.outcomes.values()).find(|o| o.meta.kernel.is_some());
     if let Some(o) = meta {
-        let _ = writeln!(m, "\nkernel: {} · CPU MIDR: {} · QEMU: {}", o.meta.kernel.clone().unwrap_or_default(), o.meta.midr.clone().unwrap_or_default(), o.meta.qemu.clone().unwrap_or_default());
+        let _ = writeln!(
+            m,
+            "\nkernel: {} · CPU MIDR: {} · QEMU: {}",
+            o.meta.kernel.clone().unwrap_or_default(),
+            o.meta.midr.clone().unwrap_or_default(),
+            o.meta.qemu.clone().unwrap_or_default()
+        );
     }
     let kf: Vec<_> = r.cases.iter().filter(|c| c.verdict == Verdict::KernelFinding).collect();
     if !kf.is_empty() {

@@ -45,7 +45,8 @@ impl Plan {
 
     pub fn load(dir: &std::path::Path) -> Result<Plan, String> {
         let p = dir.join(Plan::FILE);
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: cannot read the run plan: {e} (was the run started with --report {}?)", p.display(), dir.display()))?;
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("{}: cannot read the run plan: {e} (was the run started with --report {}?)", p.display(), dir.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
     }
 
@@ -151,7 +152,9 @@ impl CaseResult {
     pub fn errors(&self) -> Vec<String> {
         self.outcomes
             .iter()
-            .filter_map(|(b, o)| if let End::BackendError { message } = &o.end { Some(format!("{b}: {}", message.lines().next().unwrap_or_default())) } else { None })
+            .filter_map(
+                |(b, o)| if let End::BackendError { message } = &o.end { Some(format!("{b}: {}", message.lines().next().unwrap_or_default())) } else { None },
+            )
             .collect()
     }
 
@@ -618,15 +621,7 @@ fn judge(path: &std::path::Path, case: &Case, mut outs: BTreeMap<String, Outcome
     let known_hit = waived.iter().any(|w| w.kind == known::Kind::Issue);
     let waived_hit = waived.iter().any(|w| w.kind == known::Kind::Waiver);
     let verdict = decide(kernel_finding, !divergences.is_empty(), errored, outs.len(), runnable, known_hit, waived_hit);
-    CaseResult {
-        name: case.name.clone(),
-        path: path.to_path_buf(),
-        family: case.family.name().to_string(),
-        verdict,
-        outcomes: outs,
-        divergences,
-        waived,
-    }
+    CaseResult { name: case.name.clone(), path: path.to_path_buf(), family: case.family.name().to_string(), verdict, outcomes: outs, divergences, waived }
 }
 
 /// Diff every pair of `outs` (in the order given; sides that did not run are left out) and
@@ -714,6 +709,7 @@ pub fn select(cases: Vec<(PathBuf, Case)>, filter: Option<&str>, shard: Option<(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     //! Judging and the runner, with scripted backends (a mock stands in for a live target
     //! here only: the real ones are tested in tests/).
@@ -811,10 +807,8 @@ mod tests {
     #[test]
     fn a_panicking_backend_thread_loses_nothing_else() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let specs = vec![
-            spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))),
-            spec("kvm", |i| if i == 1 { None } else { Some(done()) }, None, calls),
-        ];
+        let specs =
+            vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |i| if i == 1 { None } else { Some(done()) }, None, calls)];
         let r = run(cases(3), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Agree, Verdict::Error, Verdict::Agree]);
         assert!(r.cases[1].errors()[0].contains("panicked"), "{:?}", r.cases[1].errors());
@@ -834,7 +828,12 @@ mod tests {
     fn skips_are_counted_per_backend_with_their_reason() {
         let specs = vec![
             spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))),
-            spec("kvm", |i| Some(if i == 0 { Outcome { end: End::Skipped { reason: "no ivshmem".into() }, ..done() } } else { done() }), None, Arc::new(AtomicUsize::new(0))),
+            spec(
+                "kvm",
+                |i| Some(if i == 0 { Outcome { end: End::Skipped { reason: "no ivshmem".into() }, ..done() } } else { done() }),
+                None,
+                Arc::new(AtomicUsize::new(0)),
+            ),
         ];
         let r = run(cases(2), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Skipped, Verdict::Agree]);
@@ -846,7 +845,20 @@ mod tests {
     fn a_kernel_finding_fails_even_when_outcomes_agree() {
         let specs = vec![
             spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))),
-            spec("kvm", |i| Some(Outcome { meta: trapdiff_arch::outcome::Meta { kernel_findings: if i == 1 { vec!["WARNING: CPU: 0 PID: 1 at x".into()] } else { vec![] }, ..Default::default() }, ..done() }), None, Arc::new(AtomicUsize::new(0))),
+            spec(
+                "kvm",
+                |i| {
+                    Some(Outcome {
+                        meta: trapdiff_arch::outcome::Meta {
+                            kernel_findings: if i == 1 { vec!["WARNING: CPU: 0 PID: 1 at x".into()] } else { vec![] },
+                            ..Default::default()
+                        },
+                        ..done()
+                    })
+                },
+                None,
+                Arc::new(AtomicUsize::new(0)),
+            ),
         ];
         let r = run(cases(2), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Agree, Verdict::KernelFinding]);
@@ -856,7 +868,8 @@ mod tests {
 
     #[test]
     fn a_divergence_is_exit_1() {
-        let specs = vec![spec("model", |_| Some(mmio(1)), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(mmio(2)), None, Arc::new(AtomicUsize::new(0)))];
+        let specs =
+            vec![spec("model", |_| Some(mmio(1)), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(mmio(2)), None, Arc::new(AtomicUsize::new(0)))];
         let r = run(cases(1), vec![], specs, &KnownList::default(), None);
         assert_eq!(verdicts(&r), [Verdict::Diverge]);
         assert_eq!(r.exit_code(), 1);
@@ -887,7 +900,8 @@ mod tests {
             let cfg = TargetConfig { program: "/bin/false".into(), args: vec![], boot_timeout: Duration::from_secs(5) };
             Ok(Box::new(LiveBackend::new("kvm", cfg, None)) as Box<dyn Backend>)
         };
-        let specs = vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), BackendSpec { name: "kvm".into(), make: Box::new(make), instances: 1 }];
+        let specs =
+            vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), BackendSpec { name: "kvm".into(), make: Box::new(make), instances: 1 }];
         let t0 = Instant::now();
         let r = run(cases(10), vec![], specs, &KnownList::default(), None);
         assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
@@ -908,7 +922,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("outcomes.jsonl");
         let all = cases(4);
-        let mk = || vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(done()), None, Arc::new(AtomicUsize::new(0)))];
+        let mk =
+            || vec![spec("model", |_| Some(done()), None, Arc::new(AtomicUsize::new(0))), spec("kvm", |_| Some(done()), None, Arc::new(AtomicUsize::new(0)))];
         let full = run(all.clone(), vec![], mk(), &KnownList::default(), Some(path.clone()));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 8);

@@ -76,25 +76,8 @@ const NUMBERS: &[&str] = &[
 
 /// Strings that have broken hand-written parsers: multi-byte characters first, Unicode
 /// digits, full-width letters, combining marks, zero-width spaces, NUL.
-const NON_ASCII: &[&str] = &[
-    "é1",
-    "x١",
-    "ｘ0",
-    "ß",
-    "0x５0",
-    "\u{301}x0",
-    "😀",
-    "r\u{200b}1",
-    "Ω",
-    "ａｓｍ",
-    "ld\u{0}r",
-    "x1é",
-    "é",
-    "0xé",
-    "٠x10",
-    "ldr w1, [x0]é",
-    "\u{feff}",
-];
+const NON_ASCII: &[&str] =
+    &["é1", "x١", "ｘ0", "ß", "0x５0", "\u{301}x0", "😀", "r\u{200b}1", "Ω", "ａｓｍ", "ld\u{0}r", "x1é", "é", "0xé", "٠x10", "ldr w1, [x0]é", "\u{feff}"];
 
 /// Byte sequences that are not UTF-8: a stray continuation byte, a truncated sequence, a
 /// surrogate, an overlong NUL, a 5-byte form, 0xff.
@@ -622,11 +605,7 @@ fn mutated_cases_never_panic_the_loader_or_lowering() {
     }
     failures.sort_by_key(|f| f.index);
     let n = inputs as f64 / 100.0;
-    eprintln!(
-        "case fuzz: {inputs} inputs from {} seed files (seed {seed:#x}, {workers} threads) in {:.1} s",
-        corpus.seeds.len(),
-        elapsed.as_secs_f64()
-    );
+    eprintln!("case fuzz: {inputs} inputs from {} seed files (seed {seed:#x}, {workers} threads) in {:.1} s", corpus.seeds.len(), elapsed.as_secs_f64());
     eprintln!("  not UTF-8       {:>7} ({:.1}%)", stages.not_utf8, stages.not_utf8 as f64 / n);
     eprintln!("  not JSON        {:>7} ({:.1}%)", stages.syntax, stages.syntax as f64 / n);
     eprintln!("  not a case      {:>7} ({:.1}%)  (types, fields, numbers, register names)", stages.shape, stages.shape as f64 / n);

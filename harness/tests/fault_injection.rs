@@ -91,14 +91,23 @@ fn trapdiff(args: &[&str]) -> Command {
 fn finish(child: Child, what: &str) -> i32 {
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{what}: exit {:?}; last stderr lines:\n{}", out.status.code(), err.lines().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{what}: exit {:?}; last stderr lines:\n{}",
+        out.status.code(),
+        err.lines().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
     out.status.code().unwrap_or(-1)
 }
 
 /// verdict per case name, and per case the outcome of each backend, from report.json.
 fn report(dir: &Path) -> BTreeMap<String, (String, serde_json::Value)> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report.json")).expect("json");
-    v["cases"].as_array().expect("cases").iter().map(|c| (c["name"].as_str().unwrap_or_default().to_string(), (c["verdict"].as_str().unwrap_or_default().to_string(), c["outcomes"].clone()))).collect()
+    v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap_or_default().to_string(), (c["verdict"].as_str().unwrap_or_default().to_string(), c["outcomes"].clone())))
+        .collect()
 }
 
 /// What happened to a case on a backend, from its outcome (None: it ran normally).
@@ -128,7 +137,7 @@ fn fault_of(o: &serde_json::Value) -> Option<String> {
 #[test]
 fn every_fault_is_recorded_and_nothing_is_lost() {
     if let Some(why) = missing() {
-        eprintln!("skipped: {why}");
+        guest_payloads::skip::live(&why);
         return;
     }
     let t0 = Instant::now();
@@ -149,7 +158,17 @@ fn every_fault_is_recorded_and_nothing_is_lost() {
     let extra = tmp.join("extra");
     let (base_dir, fault_dir) = (tmp.join("base"), tmp.join("fault"));
     let common = |dir: &Path| -> Vec<String> {
-        vec!["run".into(), suite.display().to_string(), extra.display().to_string(), "--shard".into(), "1/2".into(), "--jobs".into(), "2".into(), "--report".into(), dir.display().to_string()]
+        vec![
+            "run".into(),
+            suite.display().to_string(),
+            extra.display().to_string(),
+            "--shard".into(),
+            "1/2".into(),
+            "--jobs".into(),
+            "2".into(),
+            "--report".into(),
+            dir.display().to_string(),
+        ]
     };
 
     // 1. The uninterrupted run.
@@ -282,9 +301,12 @@ fn every_fault_is_recorded_and_nothing_is_lost() {
     // Recovered: after the faulted case, its backend ran a later case normally.
     let normal_after = |case: &str, backend: &str| -> bool {
         let order: Vec<&(String, String)> = recs.iter().collect();
-        let Some(at) = order.iter().position(|(p, b)| b == backend && p.ends_with(&format!("{}.json", case.rsplit('/').next().unwrap_or(case)))) else { return false };
+        let Some(at) = order.iter().position(|(p, b)| b == backend && p.ends_with(&format!("{}.json", case.rsplit('/').next().unwrap_or(case)))) else {
+            return false;
+        };
         order[at + 1..].iter().any(|(p, b)| {
-            b == backend && faulted.iter().any(|(n, (_, o))| p.ends_with(&format!("{}.json", n.rsplit('/').next().unwrap_or(n))) && fault_of(&o[backend]).is_none())
+            b == backend
+                && faulted.iter().any(|(n, (_, o))| p.ends_with(&format!("{}.json", n.rsplit('/').next().unwrap_or(n))) && fault_of(&o[backend]).is_none())
         })
     };
     let resumed_pairs = n * 3 - at_kill;
@@ -298,7 +320,13 @@ fn every_fault_is_recorded_and_nothing_is_lost() {
     }
     for k in &kinds {
         let what: Vec<&str> = injected.iter().filter(|(f, _)| f == k).map(|(_, w)| w.as_str()).collect();
-        let what = if what.is_empty() && k == "guest kernel panic" { "trapdiff.panic_after=30 on every kvm boot".to_string() } else if what.is_empty() { "(not injected)".into() } else { what.join("; ") };
+        let what = if what.is_empty() && k == "guest kernel panic" {
+            "trapdiff.panic_after=30 on every kvm boot".to_string()
+        } else if what.is_empty() {
+            "(not injected)".into()
+        } else {
+            what.join("; ")
+        };
         if k.starts_with("SIGKILL of the harness") {
             eprintln!("| {k} | {what} | {resumed_pairs} not yet recorded | {} run by --resume | {lost} |", resumed_pairs - lost);
         } else {

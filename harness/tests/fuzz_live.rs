@@ -31,13 +31,23 @@ fn live_campaign_reports_its_figures() {
         }
     }
     if backends.len() < 2 {
-        eprintln!("skipped: no live backend is available");
+        guest_payloads::skip::live("no live backend is available");
         return;
     }
     // Every 10th suite case: the seed phase runs each on every backend.
-    let seeds: Vec<Case> = trapdiff::case_file::load_all(&[trapdiff::paths::suite_dir()]).into_iter().filter_map(Result::ok).map(|(_, c)| c).step_by(10).collect();
+    let seeds: Vec<Case> =
+        trapdiff::case_file::load_all(&[trapdiff::paths::suite_dir()]).into_iter().filter_map(Result::ok).map(|(_, c)| c).step_by(10).collect();
     let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-live-{}", std::process::id()));
-    let cfg = Config { seed: 1, time: Duration::from_secs(secs), iters: None, out: Some(dir.clone()), found: Some(dir.join("found")), minimise_budget: 40, progress: true, known: trapdiff::paths::known_list().expect("corpus/waivers.json and known-issues.json load") };
+    let cfg = Config {
+        seed: 1,
+        time: Duration::from_secs(secs),
+        iters: None,
+        out: Some(dir.clone()),
+        found: Some(dir.join("found")),
+        minimise_budget: 40,
+        progress: true,
+        known: trapdiff::paths::known_list().expect("corpus/waivers.json and known-issues.json load"),
+    };
     let st = fuzz::campaign(&cfg, backends, seeds).expect("campaign runs");
     eprintln!("{}", st.line());
     for b in &st.backends {

@@ -33,7 +33,14 @@ impl Backend for Planted {
                 // Every A64 cache-maintenance instruction (SYS #op1, C7, ...: Arm ARM C5.3).
                 if self.bug && case.state.isa == Isa::A64 && i.w & 0xfff8_f000 == 0xd508_7000 {
                     // DABT_CUR, DFSC 0x10 (synchronous external abort), CM set.
-                    Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: (0x25 << 26) | (1 << 25) | (1 << 8) | 0x10, far: None, pc, bad_spsr: None }
+                    Event::Exception {
+                        vector: Vector::Sync,
+                        from_el0: false,
+                        syndrome: (0x25 << 26) | (1 << 25) | (1 << 8) | 0x10,
+                        far: None,
+                        pc,
+                        bad_spsr: None,
+                    }
                 } else {
                     Event::Mmio { ipa: u64::from(i.w), len: 4, write: false, data: 0 }
                 }
@@ -181,20 +188,32 @@ fn two_policy_profiles_diverge_and_the_find_is_minimised() {
 fn profiles_campaign(seed: u64) {
     let suite = trapdiff::paths::suite_dir().join("cmo");
     let seeds: Vec<Case> = trapdiff::case_file::load_all(&[suite]).into_iter().filter_map(Result::ok).map(|(_, c)| c).collect();
-    if seeds.is_empty() {
-        eprintln!("skipped: no cmo cases in corpus/suite (run the payload generator)");
-        return;
-    }
+    assert!(!seeds.is_empty(), "no cmo cases in corpus/suite: a test with zero cases proves nothing (regenerate the suite: cargo run --release -p guest-payloads --bin gen-suite -- corpus/suite)");
     let pair = || -> Vec<Box<dyn Backend>> {
-        vec![Box::new(Renamed("model", model("linux-6.1"))), Box::new(Renamed("model-eager-s2", Box::new(trapdiff::backend::model::ModelBackend::new(&EAGER_S2))))]
+        vec![
+            Box::new(Renamed("model", model("linux-6.1"))),
+            Box::new(Renamed("model-eager-s2", Box::new(trapdiff::backend::model::ModelBackend::new(&EAGER_S2)))),
+        ]
     };
     // Start from the cases the two profiles agree on: the divergence must be the fuzzer's.
     let mut judge = pair();
-    let seeds: Vec<Case> = seeds.into_iter().filter(|c| signature::find(c, &judge.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>(), &KnownList::default()).is_none()).collect();
+    let seeds: Vec<Case> = seeds
+        .into_iter()
+        .filter(|c| signature::find(c, &judge.iter_mut().map(|b| (b.name().to_string(), b.run(c))).collect::<Vec<_>>(), &KnownList::default()).is_none())
+        .collect();
     assert!(!seeds.is_empty(), "the profiles disagree on every cmo case");
     let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-profiles-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = Config { seed, time: std::time::Duration::from_secs(120), iters: Some(seeds.len() as u64 + 3000), out: None, found: Some(dir.clone()), minimise_budget: 200, progress: false, known: KnownList::default() };
+    let cfg = Config {
+        seed,
+        time: std::time::Duration::from_secs(120),
+        iters: Some(seeds.len() as u64 + 3000),
+        out: None,
+        found: Some(dir.clone()),
+        minimise_budget: 200,
+        progress: false,
+        known: KnownList::default(),
+    };
     let st = fuzz::campaign(&cfg, pair(), seeds).expect("campaign runs");
     eprintln!("{}", st.line());
     assert_eq!(st.seed_divergences, 0);

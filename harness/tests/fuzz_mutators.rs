@@ -18,14 +18,10 @@ fn seeds() -> Vec<Case> {
     let suite = trapdiff::paths::suite_dir();
     let suite: Vec<Case> = case_file::load_all(&[suite]).into_iter().filter_map(Result::ok).map(|(_, c)| c).collect();
     // A spread over every family, not just the first directory.
-    assert!(!suite_dir_has_cases() || !suite.is_empty(), "the suite is there but no case of it loads");
+    assert!(!suite.is_empty(), "no case of corpus/suite loads: a mutation test over the builtin seeds alone proves little");
     let step = (suite.len() / 150).max(1);
     v.extend(suite.into_iter().step_by(step));
     v
-}
-
-fn suite_dir_has_cases() -> bool {
-    std::fs::read_dir(trapdiff::paths::suite_dir()).map(|mut d| d.next().is_some()).unwrap_or(false)
 }
 
 fn loads(c: &Case) -> Result<(), String> {
@@ -115,7 +111,14 @@ fn mutation_is_deterministic_per_seed() {
 fn operand_edits_stay_safe() {
     use trapdiff::fuzz::mutators::is_safe_text;
     use trapdiff_arch::Isa;
-    for (isa, text) in [(Isa::A64, "ldr w1, [x0]"), (Isa::A64, "dc civac, x1"), (Isa::A64, "msr fpcr, x2"), (Isa::A32, "mcr p15, #0, r0, c7, c14, #1"), (Isa::A32, "vmsr fpexc, r1"), (Isa::T32, "movs r1, #3")] {
+    for (isa, text) in [
+        (Isa::A64, "ldr w1, [x0]"),
+        (Isa::A64, "dc civac, x1"),
+        (Isa::A64, "msr fpcr, x2"),
+        (Isa::A32, "mcr p15, #0, r0, c7, c14, #1"),
+        (Isa::A32, "vmsr fpexc, r1"),
+        (Isa::T32, "movs r1, #3"),
+    ] {
         assert!(is_safe_text(isa, text), "{text} should be allowed");
     }
     for (isa, text) in [

@@ -10,12 +10,29 @@ use trapdiff::backend::Backend;
 use trapdiff::fuzz::{self, input::builtin_seeds, Config};
 
 fn model(names: &[&str]) -> Vec<Box<dyn Backend>> {
-    let opts = BackendOptions { names: names.iter().map(|s| s.to_string()).collect(), kernel: None, native: false, policy: "linux-6.1".into(), jobs: 1, quirks: Default::default(), kernel_append: Vec::new() };
+    let opts = BackendOptions {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        kernel: None,
+        native: false,
+        policy: "linux-6.1".into(),
+        jobs: 1,
+        quirks: Default::default(),
+        kernel_append: Vec::new(),
+    };
     select::specs(&opts).expect("the model backend exists").into_iter().map(|s| (s.make)().expect("the model starts")).collect()
 }
 
 fn cfg(dir: &Path, seed: u64, iters: u64) -> Config {
-    Config { seed, time: Duration::from_secs(300), iters: Some(iters), out: Some(dir.to_path_buf()), found: Some(dir.join("found")), minimise_budget: 50, progress: false, known: trapdiff::known::KnownList::default() }
+    Config {
+        seed,
+        time: Duration::from_secs(300),
+        iters: Some(iters),
+        out: Some(dir.to_path_buf()),
+        found: Some(dir.join("found")),
+        minimise_budget: 50,
+        progress: false,
+        known: trapdiff::known::KnownList::default(),
+    }
 }
 
 #[test]
@@ -47,8 +64,10 @@ fn a_short_model_campaign_grows_the_corpus() {
     let dir2 = dir.join("again");
     let st2 = fuzz::campaign(&cfg(&dir2, 11, 400), model(&["model"]), seeds).expect("campaign runs");
     assert_eq!((st2.corpus, st2.features, st2.execs), (st.corpus, st.features, st.execs));
-    let a: Vec<String> = (st.initial_corpus..st.corpus).map(|i| std::fs::read_to_string(dir.join(format!("queue/11-{i:05}.json"))).unwrap_or_default()).collect();
-    let b: Vec<String> = (st2.initial_corpus..st2.corpus).map(|i| std::fs::read_to_string(dir2.join(format!("queue/11-{i:05}.json"))).unwrap_or_default()).collect();
+    let a: Vec<String> =
+        (st.initial_corpus..st.corpus).map(|i| std::fs::read_to_string(dir.join(format!("queue/11-{i:05}.json"))).unwrap_or_default()).collect();
+    let b: Vec<String> =
+        (st2.initial_corpus..st2.corpus).map(|i| std::fs::read_to_string(dir2.join(format!("queue/11-{i:05}.json"))).unwrap_or_default()).collect();
     assert_eq!(a, b, "the same seed must grow the same corpus");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -75,7 +94,8 @@ fn two_clients_under_the_launcher() {
         .status()
         .expect("trapdiff runs");
     assert!(status.success(), "{status}");
-    let clients: Vec<_> = std::fs::read_dir(dir.join("out")).expect("out dir").flatten().filter(|e| e.file_name().to_string_lossy().starts_with("client-")).collect();
+    let clients: Vec<_> =
+        std::fs::read_dir(dir.join("out")).expect("out dir").flatten().filter(|e| e.file_name().to_string_lossy().starts_with("client-")).collect();
     assert_eq!(clients.len(), 2, "one output directory per client");
     for c in clients {
         let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.path().join("stats.json")).expect("stats.json")).expect("json");

@@ -26,16 +26,25 @@ fn agent_runs_hand_built_jobs() {
     ping(&mut t, 1);
 
     // A store to the harness page is an exit the agent reports in order; DONE ends the job.
-    let r = run(&mut t, &job(1, &program(&[
-        0x5280_0542, // mov w2, #42
-        0xb900_0022, // str w2, [x1]      (EVENT = 42)
-        0xb900_00a2, // str w2, [x5]      (RAM: no exit)
-    ])));
+    let r = run(
+        &mut t,
+        &job(
+            1,
+            &program(&[
+                0x5280_0542, // mov w2, #42
+                0xb900_0022, // str w2, [x1]      (EVENT = 42)
+                0xb900_00a2, // str w2, [x5]      (RAM: no exit)
+            ]),
+        ),
+    );
     assert_eq!(r.end, ReportEnd::Done);
-    assert_eq!(r.exits, vec![
-        Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::EVENT, len: 4, write: true, data: 42 },
-        Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::DONE, len: 4, write: true, data: 0 },
-    ]);
+    assert_eq!(
+        r.exits,
+        vec![
+            Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::EVENT, len: 4, write: true, data: 42 },
+            Exit::Mmio { ipa: abi::HARNESS_MMIO + abi::DONE, len: 4, write: true, data: 0 },
+        ]
+    );
     let mut ram = vec![0u8; 0x1000];
     ram[..4].copy_from_slice(&42u32.to_le_bytes());
     assert_eq!(r.digests, vec![fnv1a64(&ram)], "digest of the RAM slot after the store");
@@ -43,18 +52,28 @@ fn agent_runs_hand_built_jobs() {
 
     // MMIO reads are served from mmio_reads in order, then mmio_read_default; the loaded
     // value comes back in the register (stored to EVENT).
-    let mut j = job(2, &program(&[
-        0xf940_0064, // ldr x4, [x3]
-        0xf900_0024, // str x4, [x1]
-        0x3940_0064, // ldrb w4, [x3]
-        0xf900_0024, // str x4, [x1]
-        0x7940_0064, // ldrh w4, [x3]
-        0xf900_0024, // str x4, [x1]
-    ]));
+    let mut j = job(
+        2,
+        &program(&[
+            0xf940_0064, // ldr x4, [x3]
+            0xf900_0024, // str x4, [x1]
+            0x3940_0064, // ldrb w4, [x3]
+            0xf900_0024, // str x4, [x1]
+            0x7940_0064, // ldrh w4, [x3]
+            0xf900_0024, // str x4, [x1]
+        ]),
+    );
     j.mmio_reads = vec![0x1122_3344_5566_7788, 0xa5];
     let r = run(&mut t, &j);
     assert_eq!(r.end, ReportEnd::Done);
-    let ev: Vec<_> = r.exits.iter().map(|e| match e { Exit::Mmio { ipa, len, write, data } => (*ipa, *len, *write, *data), other => panic!("{other:?}") }).collect();
+    let ev: Vec<_> = r
+        .exits
+        .iter()
+        .map(|e| match e {
+            Exit::Mmio { ipa, len, write, data } => (*ipa, *len, *write, *data),
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert_eq!(ev[0], (HOLE, 8, false, 0x1122_3344_5566_7788));
     assert_eq!(ev[1], (abi::HARNESS_MMIO, 8, true, 0x1122_3344_5566_7788));
     assert_eq!(ev[2], (HOLE, 1, false, 0xa5));
@@ -95,12 +114,15 @@ fn agent_runs_hand_built_jobs() {
 
     // A write to a read-only memslot is an MMIO exit (api.rst KVM_SET_USER_MEMORY_REGION,
     // KVM_MEM_READONLY); reads hit memory, which keeps its initial contents.
-    let mut j = job(6, &program(&[
-        0xd2ac_0006, // movz x6, #0x6000, lsl #16
-        0xb940_00c4, // ldr w4, [x6]
-        0xb900_0024, // str w4, [x1]       (EVENT = what the RO slot holds)
-        0xb900_00c2, // str w2, [x6]       (write to RO: MMIO exit)
-    ]));
+    let mut j = job(
+        6,
+        &program(&[
+            0xd2ac_0006, // movz x6, #0x6000, lsl #16
+            0xb940_00c4, // ldr w4, [x6]
+            0xb900_0024, // str w4, [x1]       (EVENT = what the RO slot holds)
+            0xb900_00c2, // str w2, [x6]       (write to RO: MMIO exit)
+        ]),
+    );
     j.slots.push(Slot { ipa: 0x6000_0000, size: 0x1000, kind: SlotKind::RoRam });
     j.segments.push(trapdiff_arch::wire::Segment { ipa: 0x6000_0000, bytes: vec![0xef, 0xbe, 0xad, 0xde] });
     j.digests = vec![(0x6000_0000, 4)];
@@ -125,11 +147,14 @@ fn agent_runs_hand_built_jobs() {
     assert!(!r.exits.iter().any(|e| matches!(e, Exit::Mmio { ipa, .. } if *ipa == abi::HARNESS_MMIO + abi::DONE)), "the load must not complete: {:?}", r.exits);
 
     // max_exits: a loop of MMIO reads ends as ExitLimit.
-    let mut j = job(9, &[
-        0xd2a8_0003, // movz x3, #0x4000, lsl #16
-        0xf940_0064, // ldr x4, [x3]
-        0x17ff_ffff, // b .-4
-    ]);
+    let mut j = job(
+        9,
+        &[
+            0xd2a8_0003, // movz x3, #0x4000, lsl #16
+            0xf940_0064, // ldr x4, [x3]
+            0x17ff_ffff, // b .-4
+        ],
+    );
     j.max_exits = 10;
     let r = run(&mut t, &j);
     assert_eq!(r.end, ReportEnd::ExitLimit);
@@ -147,11 +172,14 @@ fn agent_runs_hand_built_jobs() {
     // fault on a device pfn returns -ENOEXEC from KVM_RUN).
     let dev = 0x7000_0000u64;
     let dev_slot = Slot { ipa: dev, size: 0x1000, kind: SlotKind::Device(trapdiff_arch::memattr::S2Attr::DeviceNGnRE) };
-    let mut j = job(13, &program(&[
-        0xd2ae_0006, // movz x6, #0x7000, lsl #16
-        0x5280_0542, // mov w2, #42
-        0xb900_00c2, // str w2, [x6]
-    ]));
+    let mut j = job(
+        13,
+        &program(&[
+            0xd2ae_0006, // movz x6, #0x7000, lsl #16
+            0x5280_0542, // mov w2, #42
+            0xb900_00c2, // str w2, [x6]
+        ]),
+    );
     j.slots.push(dev_slot.clone());
     j.digests = vec![(dev, 0x1000)];
     let r = run(&mut t, &j);

@@ -61,7 +61,7 @@ fn user_kernel_boots_and_runs_cases() {
 fn kernel_without_kvm_is_refused_with_the_reason() {
     let src = trapdiff::paths::default_kernel_dir();
     if !src.join("Image").is_file() {
-        eprintln!("skipped: default kernel not installed (bash ci/setup.sh)");
+        guest_payloads::skip::live("default kernel not installed (bash ci/setup.sh)");
         return;
     }
     let d = std::env::temp_dir().join(format!("trapdiff-nokvm-{}", std::process::id()));
@@ -76,7 +76,7 @@ fn kernel_without_kvm_is_refused_with_the_reason() {
             assert!(missing.contains("CONFIG_KVM=y") && missing.contains("=m"), "{missing}");
             assert!(missing.contains("CONFIG_DEVTMPFS=y"), "{missing}");
         }
-        Err(KvmError::NoQemu) | Err(KvmError::NoAgent(_)) => eprintln!("skipped: QEMU or the agent is missing"),
+        Err(KvmError::NoQemu) | Err(KvmError::NoAgent(_)) => guest_payloads::skip::live("QEMU or the agent is missing"),
         other => panic!("expected a config error, got {other:?}"),
     }
 }

@@ -21,7 +21,7 @@ fn native_mode_runs_or_says_why_not() {
         Err(other) => panic!("unexpected error {other}"),
         Ok(()) => {
             if !trapdiff::paths::agent_binary().is_file() {
-                eprintln!("skipped: agent not built (bash ci/setup.sh)");
+                guest_payloads::skip::live("agent not built (bash ci/setup.sh)");
                 return;
             }
             let (cfg, platform) = kvm::target_config(&KvmOptions { native: true, ..KvmOptions::default() }).expect("native config");

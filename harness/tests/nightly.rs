@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ has a parent").to_path_buf()
 }
 
 fn trapdiff(args: &[&str]) -> (i32, String) {
@@ -21,7 +21,8 @@ fn verdicts(dir: &Path) -> Vec<(String, String, Vec<String>)> {
         .expect("cases")
         .iter()
         .map(|c| {
-            let d = c["divergences"].as_array().map(|a| a.iter().map(|d| d["explanation"].as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default();
+            let d =
+                c["divergences"].as_array().map(|a| a.iter().map(|d| d["explanation"].as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default();
             (c["name"].as_str().unwrap_or_default().to_string(), c["verdict"].as_str().unwrap_or_default().to_string(), d)
         })
         .collect();
@@ -32,10 +33,7 @@ fn verdicts(dir: &Path) -> Vec<(String, String, Vec<String>)> {
 #[test]
 fn merged_shards_equal_the_unsharded_run_and_compare_flags_only_news() {
     if trapdiff::backend::qemu::qemu_version().is_none() || !trapdiff::backend::refhyp::image_path().is_file() {
-        if std::env::var("TRAPDIFF_REQUIRE_LIVE").as_deref() == Ok("1") {
-            panic!("qemu-system-aarch64 or the refhyp image is missing and TRAPDIFF_REQUIRE_LIVE=1");
-        }
-        eprintln!("skipped: qemu-system-aarch64 or the refhyp image is missing (bash ci/setup.sh)");
+        guest_payloads::skip::live("qemu-system-aarch64 or the refhyp image is missing (bash ci/setup.sh)");
         return;
     }
     let tmp = std::env::temp_dir().join(format!("trapdiff-nightly-{}", std::process::id()));
@@ -67,12 +65,12 @@ fn merged_shards_equal_the_unsharded_run_and_compare_flags_only_news() {
     let (code, out) = trapdiff(&["compare", &d("full"), &d("merged"), "--out", &d("cmp")]);
     assert_eq!(code, 0, "{out}");
     assert!(tmp.join("cmp/compare.html").is_file() && tmp.join("cmp/compare.json").is_file());
-    let mut r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.join("full/report.json")).unwrap()).unwrap();
-    let agreeing = r["cases"].as_array_mut().unwrap().iter_mut().find(|c| c["verdict"] == "agree").expect("an agreeing case");
-    let name = agreeing["name"].as_str().unwrap().to_string();
+    let mut r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tmp.join("full/report.json")).expect("full/report.json")).expect("json");
+    let agreeing = r["cases"].as_array_mut().expect("cases").iter_mut().find(|c| c["verdict"] == "agree").expect("an agreeing case");
+    let name = agreeing["name"].as_str().expect("name").to_string();
     agreeing["verdict"] = "diverge".into();
-    std::fs::create_dir_all(tmp.join("tonight")).unwrap();
-    std::fs::write(tmp.join("tonight/report.json"), serde_json::to_string(&r).unwrap()).unwrap();
+    std::fs::create_dir_all(tmp.join("tonight")).expect("mkdir");
+    std::fs::write(tmp.join("tonight/report.json"), serde_json::to_string(&r).expect("json")).expect("write");
     let (code, out) = trapdiff(&["compare", &d("full"), &d("tonight")]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("## new divergence (1)") && out.contains(&name), "{out}");
@@ -88,6 +86,9 @@ fn the_corpus_waivers_and_known_issues_load_as_classes() {
     let l = trapdiff::known::KnownList::load(&root().join("corpus/waivers.json"), &root().join("corpus/known-issues.json")).expect("corpus files load");
     let issues: Vec<_> = l.entries.iter().filter(|(k, _)| *k == trapdiff::known::Kind::Issue).collect();
     assert!(issues.len() >= 2, "known issues: {}", issues.len());
-    assert!(l.entries.iter().all(|(_, e)| e.class.is_some() && !e.id.is_empty() && !e.reference.is_empty()), "every corpus entry is a class with an id and a reference");
+    assert!(
+        l.entries.iter().all(|(_, e)| e.class.is_some() && !e.id.is_empty() && !e.reference.is_empty()),
+        "every corpus entry is a class with an id and a reference"
+    );
     assert!(l.entries.iter().filter(|(k, _)| *k == trapdiff::known::Kind::Waiver).all(|(_, e)| e.only_under_qemu), "every waiver is a TCG limitation");
 }

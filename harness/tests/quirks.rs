@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use trapdiff::{case_file, quirks, known::KnownList};
+use trapdiff::{case_file, known::KnownList, quirks};
 use trapdiff_arch::quirk::QUIRKS;
 
 fn root() -> PathBuf {
@@ -18,7 +18,7 @@ fn root() -> PathBuf {
 #[test]
 fn every_observable_quirk_is_caught_by_the_suite_and_its_regression_case() {
     if trapdiff::backend::qemu::qemu_version().is_none() || !trapdiff::backend::refhyp::image_path().is_file() {
-        eprintln!("skipped: qemu-system-aarch64 or the refhyp image is missing (bash ci/setup.sh)");
+        guest_payloads::skip::live("qemu-system-aarch64 or the refhyp image is missing (bash ci/setup.sh)");
         return;
     }
     let load = |dir: &str| -> Vec<_> { case_file::load_all(&[root().join(dir)]).into_iter().map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect() };

@@ -17,7 +17,7 @@ use trapdiff::case_file;
 #[ignore]
 fn cases_per_second_through_one_instance() {
     if trapdiff::backend::qemu::qemu_version().is_none() || !refhyp::image_path().is_file() {
-        eprintln!("skipped: needs qemu-system-aarch64 and the refhyp image (bash ci/setup.sh)");
+        guest_payloads::skip::live("needs qemu-system-aarch64 and the refhyp image (bash ci/setup.sh)");
         return;
     }
     let n: usize = std::env::var("REFHYP_BENCH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);

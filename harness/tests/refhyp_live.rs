@@ -27,7 +27,7 @@ fn skip_reason() -> Option<String> {
 macro_rules! require_refhyp {
     () => {
         if let Some(why) = skip_reason() {
-            eprintln!("skipped: {why}");
+            guest_payloads::skip::live(&why);
             return;
         }
     };

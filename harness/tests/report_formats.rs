@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use trapdiff::backend::Backend;
-use trapdiff::run::{self, BackendSpec, Verdict};
 use trapdiff::known::{Kind, KnownList};
+use trapdiff::run::{self, BackendSpec, Verdict};
 use trapdiff_arch::outcome::{End, Event, Meta};
 use trapdiff_arch::{Case, Outcome};
 
@@ -30,8 +30,13 @@ fn outcome(side: &str, case: &str) -> Outcome {
             },
             ..Outcome::default()
         },
-        ("error", "kvm") => Outcome { end: End::BackendError { message: "kvm backend: target exited (signal: 9)\n--- last console lines ---\n[    1.0] x".into() }, ..Outcome::default() },
-        ("control-chars", "kvm") => Outcome { end: End::BackendError { message: "console \u{1b}[31mred\u{1b}[0m \u{7} bell \u{0} nul".into() }, ..Outcome::default() },
+        ("error", "kvm") => Outcome {
+            end: End::BackendError { message: "kvm backend: target exited (signal: 9)\n--- last console lines ---\n[    1.0] x".into() },
+            ..Outcome::default()
+        },
+        ("control-chars", "kvm") => {
+            Outcome { end: End::BackendError { message: "console \u{1b}[31mred\u{1b}[0m \u{7} bell \u{0} nul".into() }, ..Outcome::default() }
+        }
         _ => Outcome::default(),
     }
 }

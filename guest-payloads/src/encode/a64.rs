@@ -274,7 +274,11 @@ impl Arr {
         }
     }
     pub fn bytes(self) -> u32 {
-        if self.size_q().1 == 1 { 16 } else { 8 }
+        if self.size_q().1 == 1 {
+            16
+        } else {
+            8
+        }
     }
 }
 
@@ -382,7 +386,12 @@ pub fn cmo(op: Cmo, rt: u8) -> Word {
 
 /// `SYS #op1, Cn, Cm, #op2, Xt` (C6.2.388).
 pub fn sys(op1: u32, crn: u32, crm: u32, op2: u32, rt: u8) -> Word {
-    0xd508_0000 | ufield(op1.into(), 3, "op1") << 16 | ufield(crn.into(), 4, "CRn") << 12 | ufield(crm.into(), 4, "CRm") << 8 | ufield(op2.into(), 3, "op2") << 5 | ufield(rt.into(), 5, "Rt")
+    0xd508_0000
+        | ufield(op1.into(), 3, "op1") << 16
+        | ufield(crn.into(), 4, "CRn") << 12
+        | ufield(crm.into(), 4, "CRm") << 8
+        | ufield(op2.into(), 3, "op2") << 5
+        | ufield(rt.into(), 5, "Rt")
 }
 
 /// `IC IALLU` (invalidate all instruction caches to PoU, EL1 only).
@@ -457,7 +466,12 @@ pub fn cbz(nonzero: bool, x: bool, rt: u8, off: i64) -> Word {
 /// `TBZ/TBNZ Xt|Wt, #bit, <label>` (C6.2.403 TBNZ): test one bit and branch.
 pub fn tbz(nonzero: bool, rt: u8, bit: u32, off: i64) -> Word {
     let bit = ufield(bit.into(), 6, "bit");
-    (bit >> 5) << 31 | 0x3600_0000 | u32::from(nonzero) << 24 | (bit & 31) << 19 | sfield(scaled(off, 4, "branch offset"), 14, "imm14") << 5 | ufield(rt.into(), 5, "Rt")
+    (bit >> 5) << 31
+        | 0x3600_0000
+        | u32::from(nonzero) << 24
+        | (bit & 31) << 19
+        | sfield(scaled(off, 4, "branch offset"), 14, "imm14") << 5
+        | ufield(rt.into(), 5, "Rt")
 }
 
 /// `BR Xn`.
@@ -588,127 +602,132 @@ mod tests {
     use trapdiff_arch::case::Isa;
     use trapdiff_arch::sysreg;
 
-
     #[test]
     fn loads_and_stores() {
-        check_disasm(Isa::A64, &[
-            (ldr(Size::X, 0, 1, 8), "ldr x0, [x1, #8]"),
-            (ldr(Size::W, 2, 3, 0), "ldr w2, [x3]"),
-            (ldr(Size::H, 2, 3, 6), "ldrh w2, [x3, #6]"),
-            (ldr(Size::B, 2, 3, 1), "ldrb w2, [x3, #1]"),
-            (str(Size::X, 4, 5, 16), "str x4, [x5, #0x10]"),
-            (str(Size::B, 4, 5, 0), "strb w4, [x5]"),
-            (str(Size::H, 4, 5, 2), "strh w4, [x5, #2]"),
-            (ldst(Op::LoadSx, Size::B, 0, 1, Addr::Offset(0)), "ldrsb x0, [x1]"),
-            (ldst(Op::LoadSw, Size::B, 0, 1, Addr::Offset(0)), "ldrsb w0, [x1]"),
-            (ldst(Op::LoadSx, Size::H, 0, 1, Addr::Offset(0)), "ldrsh x0, [x1]"),
-            (ldst(Op::LoadSw, Size::H, 0, 1, Addr::Offset(0)), "ldrsh w0, [x1]"),
-            (ldst(Op::LoadSx, Size::W, 0, 1, Addr::Offset(4)), "ldrsw x0, [x1, #4]"),
-            (ldst(Op::Load, Size::X, 0, 1, Addr::Unscaled(-3)), "ldur x0, [x1, #-3]"),
-            (ldst(Op::Store, Size::W, 0, 1, Addr::Unscaled(1)), "stur w0, [x1, #1]"),
-            (ldst(Op::Load, Size::X, 0, 1, Addr::Pre(16)), "ldr x0, [x1, #0x10]!"),
-            (ldst(Op::Store, Size::X, 0, 1, Addr::Post(-8)), "str x0, [x1], #0xfffffffffffffff8"),
-            (ldst(Op::Load, Size::B, 0, 1, Addr::Post(1)), "ldrb w0, [x1], #1"),
-            (ldst(Op::Load, Size::X, 0, 1, Addr::Reg(2)), "ldr x0, [x1, x2]"),
-            (ordered(Ordered::Ldar, Size::X, 0, 1), "ldar x0, [x1]"),
-            (ordered(Ordered::Ldar, Size::B, 0, 1), "ldarb w0, [x1]"),
-            (ordered(Ordered::Stlr, Size::W, 0, 1), "stlr w0, [x1]"),
-            (ordered(Ordered::Stlr, Size::H, 0, 1), "stlrh w0, [x1]"),
-            (ordered(Ordered::Ldapr, Size::X, 0, 1), "ldapr x0, [x1]"),
-            (ordered(Ordered::Ldapr, Size::W, 0, 1), "ldapr w0, [x1]"),
-            (exclusive(Exclusive::Ldxr, Size::X, 0, 1), "ldxr x0, [x1]"),
-            (exclusive(Exclusive::Ldaxr, Size::W, 0, 1), "ldaxr w0, [x1]"),
-            (exclusive(Exclusive::Stxr { rs: 2 }, Size::X, 0, 1), "stxr w2, x0, [x1]"),
-            (exclusive(Exclusive::Stlxr { rs: 2 }, Size::B, 0, 1), "stlxrb w2, w0, [x1]"),
-            (exclusive_pair(Exclusive::Ldxr, true, 0, 3, 1), "ldxp x0, x3, [x1]"),
-            (exclusive_pair(Exclusive::Ldaxr, false, 0, 3, 1), "ldaxp w0, w3, [x1]"),
-            (exclusive_pair(Exclusive::Stxr { rs: 2 }, true, 0, 3, 1), "stxp w2, x0, x3, [x1]"),
-            (exclusive_pair(Exclusive::Stlxr { rs: 2 }, false, 0, 3, 1), "stlxp w2, w0, w3, [x1]"),
-            (pair(true, PairKind::X, 0, 2, 1, PairAddr::Offset(16)), "ldp x0, x2, [x1, #0x10]"),
-            (pair(false, PairKind::W, 0, 2, 1, PairAddr::Offset(-8)), "stp w0, w2, [x1, #-8]"),
-            (pair(true, PairKind::Sw, 0, 2, 1, PairAddr::Offset(0)), "ldpsw x0, x2, [x1]"),
-            (pair(true, PairKind::X, 0, 2, 1, PairAddr::Pre(16)), "ldp x0, x2, [x1, #0x10]!"),
-            (pair(false, PairKind::X, 0, 2, 1, PairAddr::Post(-16)), "stp x0, x2, [x1], #-0x10"),
-            (pair(true, PairKind::D, 0, 2, 1, PairAddr::Offset(8)), "ldp d0, d2, [x1, #8]"),
-            (pair(false, PairKind::Q, 0, 2, 1, PairAddr::Offset(32)), "stp q0, q2, [x1, #0x20]"),
-            (ldst_fp(true, FpSize::B, 0, 1, Addr::Offset(1)), "ldr b0, [x1, #1]"),
-            (ldst_fp(true, FpSize::H, 0, 1, Addr::Offset(2)), "ldr h0, [x1, #2]"),
-            (ldst_fp(true, FpSize::S, 0, 1, Addr::Offset(4)), "ldr s0, [x1, #4]"),
-            (ldst_fp(true, FpSize::D, 0, 1, Addr::Offset(8)), "ldr d0, [x1, #8]"),
-            (ldst_fp(false, FpSize::Q, 0, 1, Addr::Offset(16)), "str q0, [x1, #0x10]"),
-            (ldst_fp(false, FpSize::D, 3, 1, Addr::Post(8)), "str d3, [x1], #8"),
-            (ldst_fp(true, FpSize::Q, 3, 1, Addr::Pre(-16)), "ldr q3, [x1, #-0x10]!"),
-            (ld1_st1(true, Arr::S4, 0, 1, 1, false), "ld1 {v0.4s}, [x1]"),
-            (ld1_st1(false, Arr::B16, 0, 1, 1, false), "st1 {v0.16b}, [x1]"),
-            (ld1_st1(true, Arr::D2, 2, 2, 1, false), "ld1 {v2.2d, v3.2d}, [x1]"),
-            (ld1_st1(true, Arr::D1, 0, 1, 1, true), "ld1 {v0.1d}, [x1], #8"),
-            (ld1_st1(false, Arr::S4, 0, 4, 1, true), "st1 {v0.4s, v1.4s, v2.4s, v3.4s}, [x1], #64"),
-            (atomic(AtomicOp::Ldadd, Size::X, false, false, 2, 0, 1), "ldadd x2, x0, [x1]"),
-            (atomic(AtomicOp::Ldadd, Size::W, true, true, 2, 0, 1), "ldaddal w2, w0, [x1]"),
-            (atomic(AtomicOp::Swp, Size::X, false, false, 2, 0, 1), "swp x2, x0, [x1]"),
-            (atomic(AtomicOp::Swp, Size::B, true, false, 2, 0, 1), "swpab w2, w0, [x1]"),
-            (atomic(AtomicOp::Ldset, Size::H, false, true, 2, 0, 1), "ldsetlh w2, w0, [x1]"),
-            (atomic(AtomicOp::Ldclr, Size::W, false, false, 2, 0, 1), "ldclr w2, w0, [x1]"),
-            (atomic(AtomicOp::Ldeor, Size::X, false, false, 2, 0, 1), "ldeor x2, x0, [x1]"),
-            (cas(Size::X, false, false, 2, 0, 1), "cas x2, x0, [x1]"),
-            (cas(Size::W, true, true, 2, 0, 1), "casal w2, w0, [x1]"),
-            (cas(Size::B, true, false, 2, 0, 1), "casab w2, w0, [x1]"),
-        ]);
+        check_disasm(
+            Isa::A64,
+            &[
+                (ldr(Size::X, 0, 1, 8), "ldr x0, [x1, #8]"),
+                (ldr(Size::W, 2, 3, 0), "ldr w2, [x3]"),
+                (ldr(Size::H, 2, 3, 6), "ldrh w2, [x3, #6]"),
+                (ldr(Size::B, 2, 3, 1), "ldrb w2, [x3, #1]"),
+                (str(Size::X, 4, 5, 16), "str x4, [x5, #0x10]"),
+                (str(Size::B, 4, 5, 0), "strb w4, [x5]"),
+                (str(Size::H, 4, 5, 2), "strh w4, [x5, #2]"),
+                (ldst(Op::LoadSx, Size::B, 0, 1, Addr::Offset(0)), "ldrsb x0, [x1]"),
+                (ldst(Op::LoadSw, Size::B, 0, 1, Addr::Offset(0)), "ldrsb w0, [x1]"),
+                (ldst(Op::LoadSx, Size::H, 0, 1, Addr::Offset(0)), "ldrsh x0, [x1]"),
+                (ldst(Op::LoadSw, Size::H, 0, 1, Addr::Offset(0)), "ldrsh w0, [x1]"),
+                (ldst(Op::LoadSx, Size::W, 0, 1, Addr::Offset(4)), "ldrsw x0, [x1, #4]"),
+                (ldst(Op::Load, Size::X, 0, 1, Addr::Unscaled(-3)), "ldur x0, [x1, #-3]"),
+                (ldst(Op::Store, Size::W, 0, 1, Addr::Unscaled(1)), "stur w0, [x1, #1]"),
+                (ldst(Op::Load, Size::X, 0, 1, Addr::Pre(16)), "ldr x0, [x1, #0x10]!"),
+                (ldst(Op::Store, Size::X, 0, 1, Addr::Post(-8)), "str x0, [x1], #0xfffffffffffffff8"),
+                (ldst(Op::Load, Size::B, 0, 1, Addr::Post(1)), "ldrb w0, [x1], #1"),
+                (ldst(Op::Load, Size::X, 0, 1, Addr::Reg(2)), "ldr x0, [x1, x2]"),
+                (ordered(Ordered::Ldar, Size::X, 0, 1), "ldar x0, [x1]"),
+                (ordered(Ordered::Ldar, Size::B, 0, 1), "ldarb w0, [x1]"),
+                (ordered(Ordered::Stlr, Size::W, 0, 1), "stlr w0, [x1]"),
+                (ordered(Ordered::Stlr, Size::H, 0, 1), "stlrh w0, [x1]"),
+                (ordered(Ordered::Ldapr, Size::X, 0, 1), "ldapr x0, [x1]"),
+                (ordered(Ordered::Ldapr, Size::W, 0, 1), "ldapr w0, [x1]"),
+                (exclusive(Exclusive::Ldxr, Size::X, 0, 1), "ldxr x0, [x1]"),
+                (exclusive(Exclusive::Ldaxr, Size::W, 0, 1), "ldaxr w0, [x1]"),
+                (exclusive(Exclusive::Stxr { rs: 2 }, Size::X, 0, 1), "stxr w2, x0, [x1]"),
+                (exclusive(Exclusive::Stlxr { rs: 2 }, Size::B, 0, 1), "stlxrb w2, w0, [x1]"),
+                (exclusive_pair(Exclusive::Ldxr, true, 0, 3, 1), "ldxp x0, x3, [x1]"),
+                (exclusive_pair(Exclusive::Ldaxr, false, 0, 3, 1), "ldaxp w0, w3, [x1]"),
+                (exclusive_pair(Exclusive::Stxr { rs: 2 }, true, 0, 3, 1), "stxp w2, x0, x3, [x1]"),
+                (exclusive_pair(Exclusive::Stlxr { rs: 2 }, false, 0, 3, 1), "stlxp w2, w0, w3, [x1]"),
+                (pair(true, PairKind::X, 0, 2, 1, PairAddr::Offset(16)), "ldp x0, x2, [x1, #0x10]"),
+                (pair(false, PairKind::W, 0, 2, 1, PairAddr::Offset(-8)), "stp w0, w2, [x1, #-8]"),
+                (pair(true, PairKind::Sw, 0, 2, 1, PairAddr::Offset(0)), "ldpsw x0, x2, [x1]"),
+                (pair(true, PairKind::X, 0, 2, 1, PairAddr::Pre(16)), "ldp x0, x2, [x1, #0x10]!"),
+                (pair(false, PairKind::X, 0, 2, 1, PairAddr::Post(-16)), "stp x0, x2, [x1], #-0x10"),
+                (pair(true, PairKind::D, 0, 2, 1, PairAddr::Offset(8)), "ldp d0, d2, [x1, #8]"),
+                (pair(false, PairKind::Q, 0, 2, 1, PairAddr::Offset(32)), "stp q0, q2, [x1, #0x20]"),
+                (ldst_fp(true, FpSize::B, 0, 1, Addr::Offset(1)), "ldr b0, [x1, #1]"),
+                (ldst_fp(true, FpSize::H, 0, 1, Addr::Offset(2)), "ldr h0, [x1, #2]"),
+                (ldst_fp(true, FpSize::S, 0, 1, Addr::Offset(4)), "ldr s0, [x1, #4]"),
+                (ldst_fp(true, FpSize::D, 0, 1, Addr::Offset(8)), "ldr d0, [x1, #8]"),
+                (ldst_fp(false, FpSize::Q, 0, 1, Addr::Offset(16)), "str q0, [x1, #0x10]"),
+                (ldst_fp(false, FpSize::D, 3, 1, Addr::Post(8)), "str d3, [x1], #8"),
+                (ldst_fp(true, FpSize::Q, 3, 1, Addr::Pre(-16)), "ldr q3, [x1, #-0x10]!"),
+                (ld1_st1(true, Arr::S4, 0, 1, 1, false), "ld1 {v0.4s}, [x1]"),
+                (ld1_st1(false, Arr::B16, 0, 1, 1, false), "st1 {v0.16b}, [x1]"),
+                (ld1_st1(true, Arr::D2, 2, 2, 1, false), "ld1 {v2.2d, v3.2d}, [x1]"),
+                (ld1_st1(true, Arr::D1, 0, 1, 1, true), "ld1 {v0.1d}, [x1], #8"),
+                (ld1_st1(false, Arr::S4, 0, 4, 1, true), "st1 {v0.4s, v1.4s, v2.4s, v3.4s}, [x1], #64"),
+                (atomic(AtomicOp::Ldadd, Size::X, false, false, 2, 0, 1), "ldadd x2, x0, [x1]"),
+                (atomic(AtomicOp::Ldadd, Size::W, true, true, 2, 0, 1), "ldaddal w2, w0, [x1]"),
+                (atomic(AtomicOp::Swp, Size::X, false, false, 2, 0, 1), "swp x2, x0, [x1]"),
+                (atomic(AtomicOp::Swp, Size::B, true, false, 2, 0, 1), "swpab w2, w0, [x1]"),
+                (atomic(AtomicOp::Ldset, Size::H, false, true, 2, 0, 1), "ldsetlh w2, w0, [x1]"),
+                (atomic(AtomicOp::Ldclr, Size::W, false, false, 2, 0, 1), "ldclr w2, w0, [x1]"),
+                (atomic(AtomicOp::Ldeor, Size::X, false, false, 2, 0, 1), "ldeor x2, x0, [x1]"),
+                (cas(Size::X, false, false, 2, 0, 1), "cas x2, x0, [x1]"),
+                (cas(Size::W, true, true, 2, 0, 1), "casal w2, w0, [x1]"),
+                (cas(Size::B, true, false, 2, 0, 1), "casab w2, w0, [x1]"),
+            ],
+        );
     }
 
     #[test]
     fn system_and_control_flow() {
-        check_disasm(Isa::A64, &[
-            (cmo(Cmo::DcIvac, 1), "dc ivac, x1"),
-            (cmo(Cmo::DcCivac, 1), "dc civac, x1"),
-            (cmo(Cmo::DcCvac, 1), "dc cvac, x1"),
-            (cmo(Cmo::DcCvau, 1), "dc cvau, x1"),
-            (cmo(Cmo::DcCvap, 1), "dc cvap, x1"),
-            (cmo(Cmo::DcZva, 1), "dc zva, x1"),
-            (cmo(Cmo::IcIvau, 1), "ic ivau, x1"),
-            (ic_iallu(), "ic iallu"),
-            (ic_ialluis(), "ic ialluis"),
-            (mrs(sysreg::CTR_EL0, 3), "mrs x3, ctr_el0"),
-            (msr(sysreg::SCTLR_EL1, 1), "msr sctlr_el1, x1"),
-            (mrs(sysreg::FPCR, 0), "mrs x0, fpcr"),
-            (dsb(Barrier::Ish), "dsb ish"),
-            (dsb(Barrier::Sy), "dsb sy"),
-            (dmb(Barrier::Ishld), "dmb ishld"),
-            (isb(), "isb"),
-            (nop(), "nop"),
-            (svc(0x7d), "svc #0x7d"),
-            (hvc(0), "hvc #0"),
-            (b(8), "b #8"),
-            (b(-4), "b #0xfffffffffffffffc"),
-            (bl(16), "bl #0x10"),
-            (b_cond(Cond::Lo, -8), "b.lo #0xfffffffffffffff8"),
-            (cbz(true, true, 3, 12), "cbnz x3, #0xc"),
-            (cbz(false, false, 3, 12), "cbz w3, #0xc"),
-            (tbz(true, 4, 28, 16), "tbnz w4, #0x1c, #0x10"),
-            (tbz(false, 4, 33, 8), "tbz x4, #0x21, #8"),
-            (br(2), "br x2"),
-            (blr(2), "blr x2"),
-            (ret(), "ret"),
-            (movw(MoveWide::Movz, true, 1, 0x1234, 16), "mov x1, #0x12340000"),
-            (movw(MoveWide::Movk, true, 1, 0x5678, 0), "movk x1, #0x5678"),
-            (movw(MoveWide::Movk, true, 1, 0x5678, 32), "movk x1, #0x5678, lsl #32"),
-            (movw(MoveWide::Movz, false, 1, 7, 0), "mov w1, #7"),
-            (add_imm(false, false, true, 1, 2, 64, false), "add x1, x2, #0x40"),
-            (add_imm(true, false, true, 1, 2, 1, false), "sub x1, x2, #1"),
-            (add_imm(true, true, true, ZR, 2, 1, true), "cmp x2, #1, lsl #12"),
-            (cmp_reg(true, 3, 4), "cmp x3, x4"),
-            (add_reg(true, 3, 3, 2), "add x3, x3, x2"),
-            (mov_reg(true, 3, 4), "mov x3, x4"),
-            (ubfx(true, 1, 1, 0, 4), "ubfx x1, x1, #0, #4"),
-            (ubfx(true, 1, 1, 16, 4), "ubfx x1, x1, #0x10, #4"),
-            (lslv(true, 2, 2, 1), "lsl x2, x2, x1"),
-            (bic_reg(true, 3, 3, 5), "bic x3, x3, x5"),
-            (fadd(Fp::D, 0, 1, 2), "fadd d0, d1, d2"),
-            (fadd(Fp::S, 0, 1, 2), "fadd s0, s1, s2"),
-            (fmov_gpr(true, 0, 1), "fmov d0, x1"),
-            (fmov_gpr(false, 1, 0), "fmov x1, d0"),
-            (add_vec(Arr::S4, 0, 1, 2), "add v0.4s, v1.4s, v2.4s"),
-        ]);
+        check_disasm(
+            Isa::A64,
+            &[
+                (cmo(Cmo::DcIvac, 1), "dc ivac, x1"),
+                (cmo(Cmo::DcCivac, 1), "dc civac, x1"),
+                (cmo(Cmo::DcCvac, 1), "dc cvac, x1"),
+                (cmo(Cmo::DcCvau, 1), "dc cvau, x1"),
+                (cmo(Cmo::DcCvap, 1), "dc cvap, x1"),
+                (cmo(Cmo::DcZva, 1), "dc zva, x1"),
+                (cmo(Cmo::IcIvau, 1), "ic ivau, x1"),
+                (ic_iallu(), "ic iallu"),
+                (ic_ialluis(), "ic ialluis"),
+                (mrs(sysreg::CTR_EL0, 3), "mrs x3, ctr_el0"),
+                (msr(sysreg::SCTLR_EL1, 1), "msr sctlr_el1, x1"),
+                (mrs(sysreg::FPCR, 0), "mrs x0, fpcr"),
+                (dsb(Barrier::Ish), "dsb ish"),
+                (dsb(Barrier::Sy), "dsb sy"),
+                (dmb(Barrier::Ishld), "dmb ishld"),
+                (isb(), "isb"),
+                (nop(), "nop"),
+                (svc(0x7d), "svc #0x7d"),
+                (hvc(0), "hvc #0"),
+                (b(8), "b #8"),
+                (b(-4), "b #0xfffffffffffffffc"),
+                (bl(16), "bl #0x10"),
+                (b_cond(Cond::Lo, -8), "b.lo #0xfffffffffffffff8"),
+                (cbz(true, true, 3, 12), "cbnz x3, #0xc"),
+                (cbz(false, false, 3, 12), "cbz w3, #0xc"),
+                (tbz(true, 4, 28, 16), "tbnz w4, #0x1c, #0x10"),
+                (tbz(false, 4, 33, 8), "tbz x4, #0x21, #8"),
+                (br(2), "br x2"),
+                (blr(2), "blr x2"),
+                (ret(), "ret"),
+                (movw(MoveWide::Movz, true, 1, 0x1234, 16), "mov x1, #0x12340000"),
+                (movw(MoveWide::Movk, true, 1, 0x5678, 0), "movk x1, #0x5678"),
+                (movw(MoveWide::Movk, true, 1, 0x5678, 32), "movk x1, #0x5678, lsl #32"),
+                (movw(MoveWide::Movz, false, 1, 7, 0), "mov w1, #7"),
+                (add_imm(false, false, true, 1, 2, 64, false), "add x1, x2, #0x40"),
+                (add_imm(true, false, true, 1, 2, 1, false), "sub x1, x2, #1"),
+                (add_imm(true, true, true, ZR, 2, 1, true), "cmp x2, #1, lsl #12"),
+                (cmp_reg(true, 3, 4), "cmp x3, x4"),
+                (add_reg(true, 3, 3, 2), "add x3, x3, x2"),
+                (mov_reg(true, 3, 4), "mov x3, x4"),
+                (ubfx(true, 1, 1, 0, 4), "ubfx x1, x1, #0, #4"),
+                (ubfx(true, 1, 1, 16, 4), "ubfx x1, x1, #0x10, #4"),
+                (lslv(true, 2, 2, 1), "lsl x2, x2, x1"),
+                (bic_reg(true, 3, 3, 5), "bic x3, x3, x5"),
+                (fadd(Fp::D, 0, 1, 2), "fadd d0, d1, d2"),
+                (fadd(Fp::S, 0, 1, 2), "fadd s0, s1, s2"),
+                (fmov_gpr(true, 0, 1), "fmov d0, x1"),
+                (fmov_gpr(false, 1, 0), "fmov x1, d0"),
+                (add_vec(Arr::S4, 0, 1, 2), "add v0.4s, v1.4s, v2.4s"),
+            ],
+        );
     }
 
     /// Every valid (op, size, addressing) combination decodes as the load/store it should be,

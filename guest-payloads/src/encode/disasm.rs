@@ -56,8 +56,7 @@ impl Disassembler {
         // V8: the Armv8 AArch32 additions (LDA/STL, LDAEX, DMB/DSB options).
         let v8 = || [arch::arm::ArchExtraMode::V8].into_iter();
         let a32 = Capstone::new().arm().mode(arch::arm::ArchMode::Arm).extra_mode(v8()).build().map_err(|e| DisasmError::Setup(Isa::A32, e))?;
-        let t32 =
-            Capstone::new().arm().mode(arch::arm::ArchMode::Thumb).extra_mode(v8()).build().map_err(|e| DisasmError::Setup(Isa::T32, e))?;
+        let t32 = Capstone::new().arm().mode(arch::arm::ArchMode::Thumb).extra_mode(v8()).build().map_err(|e| DisasmError::Setup(Isa::T32, e))?;
         Ok(Disassembler { a64, a32, t32 })
     }
 

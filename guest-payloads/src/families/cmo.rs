@@ -45,8 +45,7 @@ enum Target {
 /// Targets where the hypervisor may see the CMO as an access without a valid syndrome.
 const NISV_TARGETS: [Target; 3] = [Target::RoRam, Target::RoRamTouched, Target::Mmio];
 
-const TARGETS: [Target; 7] =
-    [Target::Ram, Target::RamTouched, Target::RoRam, Target::RoRamTouched, Target::Mmio, Target::Device, Target::RamS1Ro];
+const TARGETS: [Target; 7] = [Target::Ram, Target::RamTouched, Target::RoRam, Target::RoRamTouched, Target::Mmio, Target::Device, Target::RamS1Ro];
 
 impl Target {
     fn name(self) -> &'static str {
@@ -117,7 +116,11 @@ pub fn generate(dis: &Disassembler) -> Result<Vec<Case>, SuiteError> {
 
 fn base(name: String, isa: Isa, el: El, t: Target) -> Builder {
     let b = Builder::new(Family::Cmo, &name, isa, el).region(t.region());
-    if t.region().kind.has_memory() { b.window("target", 0, 256) } else { b }
+    if t.region().kind.has_memory() {
+        b.window("target", 0, 256)
+    } else {
+        b
+    }
 }
 
 fn a64_cases(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteError> {

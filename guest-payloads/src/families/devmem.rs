@@ -10,7 +10,7 @@
 //! right FSC. KVM maps VM_PFNMAP regions Device-nGnRE at stage 2 and, since the 2024
 //! Normal-NC series, VM_ALLOW_ANY_UNCACHED regions Normal-NC.
 
-use trapdiff_arch::case::{Case, El, Family, Isa, Region, RegionKind, Reg, S1Perm, S1};
+use trapdiff_arch::case::{Case, El, Family, Isa, Reg, Region, RegionKind, S1Perm, S1};
 use trapdiff_arch::memattr::{S1Attr, S2Attr};
 
 use crate::encode::{a64, Barrier, Disassembler, Word};
@@ -20,12 +20,8 @@ use crate::suite::SuiteError;
 const S1_ATTRS: [S1Attr; 5] = [S1Attr::DeviceNGnRnE, S1Attr::DeviceNGnRE, S1Attr::DeviceGRE, S1Attr::NormalNc, S1Attr::NormalWb];
 
 /// Stage-2 side: a device region with each S2 attribute, or an ordinary RAM memslot.
-const S2_KINDS: [(&str, Option<S2Attr>); 4] = [
-    ("s2dev", Some(S2Attr::DeviceNGnRE)),
-    ("s2nc", Some(S2Attr::NormalNc)),
-    ("s2normal", Some(S2Attr::Normal)),
-    ("ram", None),
-];
+const S2_KINDS: [(&str, Option<S2Attr>); 4] =
+    [("s2dev", Some(S2Attr::DeviceNGnRE)), ("s2nc", Some(S2Attr::NormalNc)), ("s2normal", Some(S2Attr::Normal)), ("ram", None)];
 
 /// Where the accessed data sits, and where the unaligned access points.
 const DATA_OFF: u64 = 0x100;

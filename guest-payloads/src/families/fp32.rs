@@ -58,7 +58,11 @@ fn to_isa(isa: Isa, w: Word) -> Word {
 }
 
 fn marker(isa: Isa) -> Word {
-    if isa == Isa::T32 { t32::movw(9, MARKER) } else { a32::movw(9, MARKER) }
+    if isa == Isa::T32 {
+        t32::movw(9, MARKER)
+    } else {
+        a32::movw(9, MARKER)
+    }
 }
 
 fn data_region() -> trapdiff_arch::case::Region {

@@ -84,13 +84,7 @@ impl Style {
     fn words(self) -> Vec<Word> {
         match self {
             Style::None => vec![],
-            Style::DcIc => vec![
-                a64::cmo(a64::Cmo::DcCvau, 1),
-                a64::dsb(Barrier::Ish),
-                a64::cmo(a64::Cmo::IcIvau, 1),
-                a64::dsb(Barrier::Ish),
-                a64::isb(),
-            ],
+            Style::DcIc => vec![a64::cmo(a64::Cmo::DcCvau, 1), a64::dsb(Barrier::Ish), a64::cmo(a64::Cmo::IcIvau, 1), a64::dsb(Barrier::Ish), a64::isb()],
             Style::IcOnly => vec![a64::dsb(Barrier::Ish), a64::cmo(a64::Cmo::IcIvau, 1), a64::dsb(Barrier::Ish), a64::isb()],
             Style::Iallu => vec![a64::cmo(a64::Cmo::DcCvau, 1), a64::dsb(Barrier::Ish), a64::ic_iallu(), a64::dsb(Barrier::Ish), a64::isb()],
             Style::IsbOnly => vec![a64::dsb(Barrier::Ish), a64::isb()],
@@ -103,30 +97,30 @@ impl Style {
 /// (D24.2.34 CTR_EL0: IDC bit 28, DIC bit 29, DminLine [19:16], IminLine [3:0]).
 fn ctr_loop() -> Vec<Word> {
     let v = vec![
-        a64::mrs(sysreg::CTR_EL0, 4),                       // 0
-        a64::tbz(true, 4, 28, 40),                          // 1: IDC -> 11
-        a64::ubfx(true, 5, 4, 16, 4),                       // 2
-        movz(6, 4),                                         // 3
-        a64::lslv(true, 6, 6, 5),                           // 4: x6 = D line bytes
-        a64::add_imm(true, false, true, 5, 6, 1, false),    // 5
-        a64::bic_reg(true, 7, 1, 5),                        // 6: x7 = start aligned down
-        a64::cmo(a64::Cmo::DcCvau, 7),                      // 7
-        a64::add_reg(true, 7, 7, 6),                        // 8
-        a64::cmp_reg(true, 7, 8),                           // 9
-        a64::b_cond(Cond::Lo, -12),                         // 10 -> 7
-        a64::dsb(Barrier::Ish),                             // 11
-        a64::tbz(true, 4, 29, 44),                          // 12: DIC -> 23
-        a64::ubfx(true, 5, 4, 0, 4),                        // 13
-        movz(6, 4),                                         // 14
-        a64::lslv(true, 6, 6, 5),                           // 15: x6 = I line bytes
-        a64::add_imm(true, false, true, 5, 6, 1, false),    // 16
-        a64::bic_reg(true, 7, 1, 5),                        // 17
-        a64::cmo(a64::Cmo::IcIvau, 7),                      // 18
-        a64::add_reg(true, 7, 7, 6),                        // 19
-        a64::cmp_reg(true, 7, 8),                           // 20
-        a64::b_cond(Cond::Lo, -12),                         // 21 -> 18
-        a64::dsb(Barrier::Ish),                             // 22
-        a64::isb(),                                         // 23
+        a64::mrs(sysreg::CTR_EL0, 4),                    // 0
+        a64::tbz(true, 4, 28, 40),                       // 1: IDC -> 11
+        a64::ubfx(true, 5, 4, 16, 4),                    // 2
+        movz(6, 4),                                      // 3
+        a64::lslv(true, 6, 6, 5),                        // 4: x6 = D line bytes
+        a64::add_imm(true, false, true, 5, 6, 1, false), // 5
+        a64::bic_reg(true, 7, 1, 5),                     // 6: x7 = start aligned down
+        a64::cmo(a64::Cmo::DcCvau, 7),                   // 7
+        a64::add_reg(true, 7, 7, 6),                     // 8
+        a64::cmp_reg(true, 7, 8),                        // 9
+        a64::b_cond(Cond::Lo, -12),                      // 10 -> 7
+        a64::dsb(Barrier::Ish),                          // 11
+        a64::tbz(true, 4, 29, 44),                       // 12: DIC -> 23
+        a64::ubfx(true, 5, 4, 0, 4),                     // 13
+        movz(6, 4),                                      // 14
+        a64::lslv(true, 6, 6, 5),                        // 15: x6 = I line bytes
+        a64::add_imm(true, false, true, 5, 6, 1, false), // 16
+        a64::bic_reg(true, 7, 1, 5),                     // 17
+        a64::cmo(a64::Cmo::IcIvau, 7),                   // 18
+        a64::add_reg(true, 7, 7, 6),                     // 19
+        a64::cmp_reg(true, 7, 8),                        // 20
+        a64::b_cond(Cond::Lo, -12),                      // 21 -> 18
+        a64::dsb(Barrier::Ish),                          // 22
+        a64::isb(),                                      // 23
     ];
     debug_assert_eq!(v.len(), 24);
     v

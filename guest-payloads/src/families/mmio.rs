@@ -9,7 +9,7 @@
 //! VMM then injects an abort or stops. Every case ends with a marker move (x9/r9 = 0x600d)
 //! so the final state shows whether execution continued past the access.
 
-use trapdiff_arch::case::{Case, El, Family, Isa, NisvAction, Reg, RegionKind, MmioAction};
+use trapdiff_arch::case::{Case, El, Family, Isa, MmioAction, NisvAction, Reg, RegionKind};
 
 use super::{el_name, isa_name};
 use crate::encode::{a32, a64, t32, Disassembler, Word};
@@ -23,8 +23,7 @@ const READ_POS: u64 = 0x0123_4567_7654_3210;
 /// What destination registers hold before the load: a partial write shows.
 const CANARY: u128 = 0xdead_beef_cafe_f00d;
 /// Data values stores write (truncated to the access size by the hardware).
-const STORE_DATA: [(&str, u64); 4] =
-    [("zero", 0), ("ones", u64::MAX), ("msb", 0x8000_0000_0000_0000), ("pattern", 0x0123_4567_89ab_cdef)];
+const STORE_DATA: [(&str, u64); 4] = [("zero", 0), ("ones", u64::MAX), ("msb", 0x8000_0000_0000_0000), ("pattern", 0x0123_4567_89ab_cdef)];
 /// Page offsets of the accessed address: start, middle of the first page, last doubleword of
 /// the second page.
 const OFFSETS: [u64; 3] = [0x0, 0x808, 0x1ff8];
@@ -39,8 +38,7 @@ const NISV_MODES: [(&str, bool, NisvAction); 4] = [
 ];
 
 fn mmio_case(name: &str, isa: Isa, el: El) -> Builder {
-    Builder::new(Family::Mmio, &format!("{}-{}-{name}", isa_name(isa), el_name(el)), isa, el)
-        .region(region("mmio", TARGET_IPA, TARGET_SIZE, RegionKind::Mmio))
+    Builder::new(Family::Mmio, &format!("{}-{}-{name}", isa_name(isa), el_name(el)), isa, el).region(region("mmio", TARGET_IPA, TARGET_SIZE, RegionKind::Mmio))
 }
 
 fn marker(isa: Isa) -> Vec<Word> {
@@ -52,7 +50,11 @@ fn marker(isa: Isa) -> Vec<Word> {
 }
 
 fn marker_reg(isa: Isa) -> Reg {
-    if isa == Isa::A64 { Reg::X(9) } else { Reg::R(9) }
+    if isa == Isa::A64 {
+        Reg::X(9)
+    } else {
+        Reg::R(9)
+    }
 }
 
 pub fn generate(dis: &Disassembler) -> Result<Vec<Case>, SuiteError> {
@@ -104,8 +106,7 @@ const A64_LOADS: [(&str, a64::Op, a64::Size, bool); 9] = {
     ]
 };
 
-const A64_STORES: [(&str, a64::Size); 4] =
-    [("strb", a64::Size::B), ("strh", a64::Size::H), ("str-w", a64::Size::W), ("str-x", a64::Size::X)];
+const A64_STORES: [(&str, a64::Size); 4] = [("strb", a64::Size::B), ("strh", a64::Size::H), ("str-w", a64::Size::W), ("str-x", a64::Size::X)];
 
 fn ext_words(op: a64::Op, size: a64::Size, x: bool) -> String {
     let width = size.bytes() * 8;
@@ -238,7 +239,12 @@ fn a64_syndrome(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteErro
     let specials: [(&str, Word, &str, Vec<Reg>); 3] = [
         ("str-xzr", a64::str(a64::Size::X, a64::ZR, 1, 0), "STR XZR: SRT=31 means the zero register, so the exit's data must be 0, not SP.", vec![]),
         ("strb-wzr", a64::str(a64::Size::B, a64::ZR, 1, 0), "STRB WZR: a 1-byte write of 0 (SRT=31 is the zero register).", vec![]),
-        ("ldr-x30", a64::ldr(a64::Size::X, 30, 1, 0), "LDR X30: the emulated read lands in X30 (SRT=30), the highest register KVM writes back.", vec![Reg::X(30)]),
+        (
+            "ldr-x30",
+            a64::ldr(a64::Size::X, 30, 1, 0),
+            "LDR X30: the emulated read lands in X30 (SRT=30), the highest register KVM writes back.",
+            vec![Reg::X(30)],
+        ),
     ];
     for (name, w, desc, obs) in specials {
         let c = mmio_case(name, isa, El::El1)
@@ -303,7 +309,9 @@ fn a64_syndrome(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), SuiteErro
     // A VMM that answers an MMIO exit with an abort instead of data.
     for (name, w) in [("ldr-x-vmm-abort", a64::ldr(a64::Size::X, 0, 1, 0)), ("str-x-vmm-abort", a64::str(a64::Size::X, 0, 1, 0))] {
         let c = mmio_case(name, isa, El::El1)
-            .describe("The VMM injects a synchronous external abort for a valid-syndrome MMIO exit: the guest takes it at the access, the register is not written.")
+            .describe(
+                "The VMM injects a synchronous external abort for a valid-syndrome MMIO exit: the guest takes it at the access, the register is not written.",
+            )
             .detail(format!("op={name} on_mmio=inject_abort"))
             .reg(Reg::X(0), CANARY)
             .reg(Reg::X(1), u128::from(TARGET_IPA + 0x50))
@@ -340,15 +348,20 @@ fn aarch32_syndrome(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), Suite
             let load = op != a32::Op::Store;
             let what = if load { "read" } else { "write" };
             for off in [0x0u64, 0x1ffc] {
-                let values: [(&str, u64); 2] =
-                    if load { [("rd-neg", READ_NEG), ("rd-pos", READ_POS)] } else { [("ones", u64::MAX), ("pattern", 0x89ab_cdef)] };
+                let values: [(&str, u64); 2] = if load { [("rd-neg", READ_NEG), ("rd-pos", READ_POS)] } else { [("ones", u64::MAX), ("pattern", 0x89ab_cdef)] };
                 for (vname, v) in values {
                     let mut c = mmio_case(&format!("{name}-off{off:x}-{vname}"), isa, El::El1)
                         .describe(format!(
                             "{isa} {} at MMIO offset {off:#x}: a {}-byte KVM_EXIT_MMIO {what}{}.",
                             name.to_uppercase(),
                             size.bytes(),
-                            if op == a32::Op::LoadSx { ", sign-extended into r0" } else if load { ", zero-extended into r0" } else { " of r0's low bytes" }
+                            if op == a32::Op::LoadSx {
+                                ", sign-extended into r0"
+                            } else if load {
+                                ", zero-extended into r0"
+                            } else {
+                                " of r0's low bytes"
+                            }
                         ))
                         .detail(format!("op={name} isa={isa} offset={off:#x} value={v:#x}"))
                         .reg(Reg::R(1), u128::from(TARGET_IPA + off))
@@ -556,7 +569,13 @@ fn aarch32_no_syndrome(dis: &Disassembler, out: &mut Vec<Case>) -> Result<(), Su
         ns("ldm-wb", vec![a32::ldm_stm(true, Block::Ia, 1, true, 0b1100)], canary.clone(), vec![r(2), r(3)], blk),
         ns("stm", vec![a32::ldm_stm(false, Block::Ia, 1, false, 0b1100)], data.clone(), vec![], blk),
         ns("stmdb-wb", vec![a32::ldm_stm(false, Block::Db, 1, true, 0b1100)], data.clone(), vec![], blk),
-        ns("ldm-one", vec![a32::ldm_stm(true, Block::Ia, 1, false, 0b0100)], canary.clone(), vec![r(2)], "LDM of a single register (still a multiple transfer)"),
+        ns(
+            "ldm-one",
+            vec![a32::ldm_stm(true, Block::Ia, 1, false, 0b0100)],
+            canary.clone(),
+            vec![r(2)],
+            "LDM of a single register (still a multiple transfer)",
+        ),
         ns("ldrex", vec![a32::ldrex(Size::W, 2, 1)], canary.clone(), vec![r(2)], ex),
         ns("strex", vec![a32::strex(Size::W, 0, 2, 1)], data.clone(), vec![r(0)], ex),
         ns("ldrexd", vec![a32::ldrex(Size::D, 2, 1)], canary.clone(), vec![r(2), r(3)], "an exclusive doubleword"),

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use trapdiff_arch::case::{
-    Case, Code, El, ExceptionAction, ExecState, Family, Init, Isa, Limits, MemWindow, Observe, Provenance, Reg, RegValue, Region,
-    RegionKind, SysRegs, Vmm, SCHEMA_VERSION, S1,
+    Case, Code, El, ExceptionAction, ExecState, Family, Init, Isa, Limits, MemWindow, Observe, Provenance, Reg, RegValue, Region, RegionKind, SysRegs, Vmm, S1,
+    SCHEMA_VERSION,
 };
 
 use super::SuiteError;
@@ -132,8 +132,7 @@ impl Builder {
     /// Disassemble the words (at their addresses) and validate the case.
     pub fn build(mut self, dis: &Disassembler) -> Result<Case, SuiteError> {
         let isa = self.case.state.isa;
-        self.case.code.insns =
-            dis.insns(isa, self.case.code.ipa, &self.words).map_err(|source| SuiteError::Disasm { case: self.case.name.clone(), source })?;
+        self.case.code.insns = dis.insns(isa, self.case.code.ipa, &self.words).map_err(|source| SuiteError::Disasm { case: self.case.name.clone(), source })?;
         self.case.validate().map_err(|source| SuiteError::Invalid { case: self.case.name.clone(), source })?;
         Ok(self.case)
     }

@@ -166,11 +166,9 @@ impl fmt::Display for Drift {
         match self {
             Drift::Missing(p) => write!(f, "{} is generated but not in the committed suite: {fix}", p.display()),
             Drift::Extra(p) => write!(f, "{} is committed but no generator produces it: {fix}", p.display()),
-            Drift::Differs { path, line, committed, generated } => write!(
-                f,
-                "{} differs from the generated case at line {line}:\n  committed: {committed}\n  generated: {generated}\n{fix}",
-                path.display()
-            ),
+            Drift::Differs { path, line, committed, generated } => {
+                write!(f, "{} differs from the generated case at line {line}:\n  committed: {committed}\n  generated: {generated}\n{fix}", path.display())
+            }
         }
     }
 }

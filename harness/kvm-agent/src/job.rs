@@ -243,7 +243,11 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
                         }
                     } else {
                         vmm_exits += 1;
-                        if job.on_mmio == MmioAction::InjectAbort { Next::Inject } else { Next::Resume }
+                        if job.on_mmio == MmioAction::InjectAbort {
+                            Next::Inject
+                        } else {
+                            Next::Resume
+                        }
                     }
                 }
                 Ok(VcpuExit::MmioRead(ipa, data)) => {
@@ -256,7 +260,11 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
                         Next::Resume
                     } else {
                         vmm_exits += 1;
-                        if job.on_mmio == MmioAction::InjectAbort { Next::Inject } else { Next::Resume }
+                        if job.on_mmio == MmioAction::InjectAbort {
+                            Next::Inject
+                        } else {
+                            Next::Resume
+                        }
                     }
                 }
                 Ok(VcpuExit::Unsupported(KVM_EXIT_ARM_NISV)) => {
@@ -271,13 +279,11 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
                     }
                 }
                 Ok(VcpuExit::Intr) => Next::Resume,
-                Ok(VcpuExit::SystemEvent(kind, data)) => Next::End(ReportEnd::Stopped {
-                    reason: format!("KVM_EXIT_SYSTEM_EVENT type {kind} ({}) data {data:x?}", system_event_name(kind)),
-                }),
-                Ok(VcpuExit::InternalError) => Next::End(ReportEnd::Stopped { reason: "KVM_EXIT_INTERNAL_ERROR".into() }),
-                Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                    Next::End(ReportEnd::Stopped { reason: format!("KVM_EXIT_FAIL_ENTRY reason {reason:#x} cpu {cpu}") })
+                Ok(VcpuExit::SystemEvent(kind, data)) => {
+                    Next::End(ReportEnd::Stopped { reason: format!("KVM_EXIT_SYSTEM_EVENT type {kind} ({}) data {data:x?}", system_event_name(kind)) })
                 }
+                Ok(VcpuExit::InternalError) => Next::End(ReportEnd::Stopped { reason: "KVM_EXIT_INTERNAL_ERROR".into() }),
+                Ok(VcpuExit::FailEntry(reason, cpu)) => Next::End(ReportEnd::Stopped { reason: format!("KVM_EXIT_FAIL_ENTRY reason {reason:#x} cpu {cpu}") }),
                 Ok(other) => Next::End(ReportEnd::Stopped { reason: format!("unexpected exit {other:?}") }),
                 Err(e) if e.errno() == libc::EINTR => {
                     if wd.fired() {

@@ -158,7 +158,11 @@ impl Agent {
     /// ivshmem mailbox.
     fn mailbox(&self, doorbell: &[u8]) -> Result<HostMsg, String> {
         let text = std::str::from_utf8(doorbell).map_err(|_| "mailbox doorbell is not text".to_string())?;
-        let f: Vec<u64> = text.split_whitespace().map(|w| u64::from_str_radix(w, 16)).collect::<Result<_, _>>().map_err(|_| format!("mailbox doorbell {text:?} is not three hex numbers"))?;
+        let f: Vec<u64> = text
+            .split_whitespace()
+            .map(|w| u64::from_str_radix(w, 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("mailbox doorbell {text:?} is not three hex numbers"))?;
         let [offset, len, crc] = f[..] else { return Err(format!("mailbox doorbell {text:?} is not three hex numbers")) };
         let dev = self.ivshmem.as_ref().ok_or("mailbox doorbell but no ivshmem device")?;
         let bytes = dev.read_mailbox(offset as usize, len as usize).ok_or_else(|| format!("mailbox range {offset:#x}+{len:#x} is outside the mailbox"))?;

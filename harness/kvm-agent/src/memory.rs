@@ -20,14 +20,7 @@ impl HostMem {
     pub fn new(len: usize) -> std::io::Result<HostMem> {
         // SAFETY: anonymous private mapping; no file, no fixed address.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
         };
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
@@ -140,8 +133,7 @@ impl GuestMemory {
             };
             // SAFETY: the host range is a live mapping of memory_size bytes that outlives the
             // VM (job::Spent drops the VM before the GuestMemory).
-            unsafe { vm.set_user_memory_region(region) }
-                .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION slot {i} at {:#x}+{:#x}: {e}", s.ipa, s.size))?;
+            unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION slot {i} at {:#x}+{:#x}: {e}", s.ipa, s.size))?;
         }
         Ok(())
     }

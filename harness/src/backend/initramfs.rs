@@ -127,11 +127,8 @@ mod tests {
     fn gnu_cpio_reads_it() {
         // The archive must list with the system's cpio when it is installed (ci/setup.sh
         // installs it); otherwise the layout test above is the check.
-        let Ok(mut child) = std::process::Command::new("cpio")
-            .args(["-t", "--quiet"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
+        let Ok(mut child) =
+            std::process::Command::new("cpio").args(["-t", "--quiet"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()
         else {
             eprintln!("skipped: no cpio binary");
             return;

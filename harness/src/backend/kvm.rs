@@ -31,7 +31,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-
 use super::initramfs;
 use super::live::{LiveBackend, Mailbox};
 use super::qemu::{qemu_base_args, qemu_version, TargetConfig};
@@ -57,7 +56,10 @@ pub const REQUIRED_CONFIG: &[(&str, &str)] = &[
 pub const OPTIONAL_CONFIG: &[(&str, &str)] = &[
     ("CONFIG_MAGIC_SYSRQ", "the panic-recovery test (trapdiff.panic_after)"),
     ("CONFIG_PRINTK", "kernel warnings forwarded from /dev/kmsg"),
-    ("CONFIG_PCI_HOST_GENERIC", "the ivshmem device: Device-nGnRE slots and the job mailbox (without it, device cases are skipped and jobs crawl over the serial link)"),
+    (
+        "CONFIG_PCI_HOST_GENERIC",
+        "the ivshmem device: Device-nGnRE slots and the job mailbox (without it, device cases are skipped and jobs crawl over the serial link)",
+    ),
 ];
 
 /// Size of the ivshmem BAR (a power of two, as for every PCI BAR): its last
@@ -186,7 +188,7 @@ impl SharedMemory {
         self.half ^= 1;
         self.file.write_all_at(payload, self.mailbox + offset)?;
         let crc = trapdiff_arch::crc32::crc32(payload);
-        Ok(trapdiff_arch::wire::doorbell(offset as u64, payload.len(), crc))
+        Ok(trapdiff_arch::wire::doorbell(offset, payload.len(), crc))
     }
 }
 

@@ -29,11 +29,11 @@ pub trait Backend: Send {
     }
 }
 
-pub mod kernel_log;
-pub mod live;
-pub mod qemu;
-pub mod model;
-pub mod select;
 pub mod initramfs;
+pub mod kernel_log;
 pub mod kvm;
+pub mod live;
+pub mod model;
+pub mod qemu;
 pub mod refhyp;
+pub mod select;

@@ -284,7 +284,6 @@ impl Target {
         self.kernel_log.take()
     }
 
-
     fn wait_exit(&mut self) -> String {
         for _ in 0..20 {
             if let Ok(Some(s)) = self.child.try_wait() {

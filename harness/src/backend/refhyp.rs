@@ -104,7 +104,11 @@ pub fn target_config(opts: &RefhypOptions) -> Result<(TargetConfig, String), Ref
         return Err(RefhypError::NoImage(image));
     }
     let qemu = qemu_version().ok_or(RefhypError::NoQemu)?;
-    let cfg = TargetConfig { program: "qemu-system-aarch64".into(), args: qemu_args(&image, opts.memory_mib.max(1024), opts.channel), boot_timeout: opts.boot_timeout };
+    let cfg = TargetConfig {
+        program: "qemu-system-aarch64".into(),
+        args: qemu_args(&image, opts.memory_mib.max(1024), opts.channel),
+        boot_timeout: opts.boot_timeout,
+    };
     Ok((cfg, format!("qemu {qemu}")))
 }
 

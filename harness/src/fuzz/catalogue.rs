@@ -58,7 +58,14 @@ pub struct Operands {
 impl Operands {
     /// Whether the operands are what the catalogue expects.
     pub fn ok(&self) -> bool {
-        self.rn < 8 && self.rt < 8 && self.rt2 < 8 && self.rn != self.rt && self.rn != self.rt2 && self.rt != self.rt2 && self.off % 8 == 0 && (-64..=56).contains(&self.off)
+        self.rn < 8
+            && self.rt < 8
+            && self.rt2 < 8
+            && self.rn != self.rt
+            && self.rn != self.rt2
+            && self.rt != self.rt2
+            && self.off % 8 == 0
+            && (-64..=56).contains(&self.off)
     }
 }
 
@@ -111,7 +118,9 @@ fn entries_a64(o: Operands) -> Vec<Entry> {
     for x in [false, true] {
         push(&mut v, Class::NoSyndrome, a64::exclusive_pair(Exclusive::Ldxr, x, rt, rt2, rn));
     }
-    for (load, kind) in [(true, PairKind::W), (false, PairKind::W), (true, PairKind::X), (false, PairKind::X), (true, PairKind::Sw), (true, PairKind::D), (false, PairKind::Q)] {
+    for (load, kind) in
+        [(true, PairKind::W), (false, PairKind::W), (true, PairKind::X), (false, PairKind::X), (true, PairKind::Sw), (true, PairKind::D), (false, PairKind::Q)]
+    {
         for addr in [PairAddr::Offset(0), PairAddr::Pre(16), PairAddr::Post(-16)] {
             push(&mut v, Class::NoSyndrome, a64::pair(load, kind, rt, rt2, rn, addr));
         }

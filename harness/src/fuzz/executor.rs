@@ -44,7 +44,11 @@ impl BackendStats {
     /// Executions per second of this backend's own time (what it would do alone).
     pub fn execs_per_sec(&self) -> f64 {
         let t = self.busy.as_secs_f64();
-        if t > 0.0 { self.execs as f64 / t } else { 0.0 }
+        if t > 0.0 {
+            self.execs as f64 / t
+        } else {
+            0.0
+        }
     }
 }
 

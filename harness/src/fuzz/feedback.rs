@@ -97,7 +97,15 @@ pub struct DivergenceObjective {
 
 impl DivergenceObjective {
     pub fn new(known: KnownList) -> DivergenceObjective {
-        DivergenceObjective { name: Cow::Borrowed("divergence"), handle: outcomes_handle(), seen: BTreeSet::new(), pending: Vec::new(), hits: 0, seed_finds: 0, known }
+        DivergenceObjective {
+            name: Cow::Borrowed("divergence"),
+            handle: outcomes_handle(),
+            seen: BTreeSet::new(),
+            pending: Vec::new(),
+            hits: 0,
+            seed_finds: 0,
+            known,
+        }
     }
     /// Note what a seed shows: its divergence is the suite's own (`trapdiff run` reports
     /// it), so it only joins the signatures already seen. True if the seed diverges.
@@ -123,7 +131,6 @@ impl DivergenceObjective {
         true
     }
 }
-
 
 impl Named for DivergenceObjective {
     fn name(&self) -> &Cow<'static, str> {

@@ -91,12 +91,10 @@ pub fn builtin_seeds() -> Vec<Case> {
             ],
             Isa::T32 => vec![t32::ldst16(a32::Op::Load, a32::Size::W, 2, 0, 0), t32::ldst16(a32::Op::Store, a32::Size::W, 2, 1, 8), t32::nop()],
         };
-        let insns = words
-            .iter()
-            .map(|w| Insn::new(*w, d.as_ref().and_then(|d| d.disasm(isa, *w).ok()).unwrap_or_default()))
-            .collect();
+        let insns = words.iter().map(|w| Insn::new(*w, d.as_ref().and_then(|d| d.disasm(isa, *w).ok()).unwrap_or_default())).collect();
         let (a, b, obs) = if isa == Isa::A64 { (Reg::X(0), Reg::X(1), Reg::X(2)) } else { (Reg::R(0), Reg::R(1), Reg::R(2)) };
-        let region = |name: &str, ipa, kind| Region { name: name.into(), ipa, size: 0x1000, kind, s2: None, s1: None, fill: 0, init: Vec::new(), s1_table_for: None };
+        let region =
+            |name: &str, ipa, kind| Region { name: name.into(), ipa, size: 0x1000, kind, s2: None, s1: None, fill: 0, init: Vec::new(), s1_table_for: None };
         let mut device = region("dev", SEED_DEVICE, RegionKind::Device);
         device.s2 = Some(S2Attr::DeviceNGnRE);
         out.push(Case {
@@ -105,7 +103,12 @@ pub fn builtin_seeds() -> Vec<Case> {
             family: Family::Misc,
             description: "built-in fuzzer seed".into(),
             state: ExecState { isa, el: El::El1, on_exception: Default::default() },
-            memory: vec![region("code", SEED_CODE, RegionKind::Ram), region("data", SEED_DATA, RegionKind::Ram), region("mmio", SEED_MMIO, RegionKind::Mmio), device],
+            memory: vec![
+                region("code", SEED_CODE, RegionKind::Ram),
+                region("data", SEED_DATA, RegionKind::Ram),
+                region("mmio", SEED_MMIO, RegionKind::Mmio),
+                device,
+            ],
             code: Code { ipa: SEED_CODE, insns },
             regs: [(a, RegValue(u128::from(SEED_MMIO))), (b, RegValue(u128::from(SEED_DATA)))].into_iter().collect(),
             sysregs: SysRegs::default(),

@@ -99,7 +99,15 @@ fn candidates(c: &Case) -> Vec<Case> {
 /// Shrink `case` while [`signature::find`] of its outcomes keeps `sig`; at most `budget`
 /// executions and about `max_time`. `run` executes a case on the backends the divergence
 /// was seen on.
-pub fn minimise(case: &Case, sig: &str, known: &KnownList, outcomes: Vec<(String, Outcome)>, budget: u64, max_time: Duration, run: &mut dyn FnMut(&Case) -> Vec<(String, Outcome)>) -> Minimised {
+pub fn minimise(
+    case: &Case,
+    sig: &str,
+    known: &KnownList,
+    outcomes: Vec<(String, Outcome)>,
+    budget: u64,
+    max_time: Duration,
+    run: &mut dyn FnMut(&Case) -> Vec<(String, Outcome)>,
+) -> Minimised {
     let started = Instant::now();
     let d = Disassembler::new().ok();
     let mut best = Minimised { case: case.clone(), outcomes, execs: 0, steps: 0 };

@@ -42,10 +42,10 @@ use libafl::corpus::{Corpus, InMemoryCorpus, Testcase};
 use libafl::events::{ProgressReporter, SimpleEventManager};
 use libafl::fuzzer::{Evaluator, Fuzzer, HasFeedback, HasObjective, HasScheduler, NopInputFilter, StdFuzzer};
 use libafl::inputs::BytesInputConverter;
-use libafl::schedulers::Scheduler;
 use libafl::monitors::NopMonitor;
 use libafl::mutators::HavocScheduledMutator;
 use libafl::schedulers::QueueScheduler;
+use libafl::schedulers::Scheduler;
 use libafl::stages::StdMutationalStage;
 use libafl::state::{HasCorpus, HasExecutions, StdState};
 use libafl_bolts::rands::StdRand;
@@ -268,7 +268,14 @@ pub fn utc_date(t: SystemTime) -> String {
 
 /// Write a minimised find: the case (with provenance) and the outcomes that differed.
 /// Returns the path and whether a find with this signature was already there.
-pub fn save_find(dir: &Path, seed: u64, backends: &[String], find: &signature::Find, case: &Case, outcomes: &[(String, Outcome)]) -> Result<(PathBuf, bool), FuzzError> {
+pub fn save_find(
+    dir: &Path,
+    seed: u64,
+    backends: &[String],
+    find: &signature::Find,
+    case: &Case,
+    outcomes: &[(String, Outcome)],
+) -> Result<(PathBuf, bool), FuzzError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("{}.json", find.signature));
     if path.exists() {
@@ -278,7 +285,11 @@ pub fn save_find(dir: &Path, seed: u64, backends: &[String], find: &signature::F
     let explanation = find.divergences.first().map(|d| d.explanation.clone()).unwrap_or_else(|| find.key.clone());
     let mut c = case.clone();
     c.name = format!("found/{}", find.signature);
-    c.description = if find.kind == FindKind::BackendCrash && !case.description.is_empty() { case.description.clone() } else { format!("Found by trapdiff fuzz: {explanation}") };
+    c.description = if find.kind == FindKind::BackendCrash && !case.description.is_empty() {
+        case.description.clone()
+    } else {
+        format!("Found by trapdiff fuzz: {explanation}")
+    };
     c.expect = None;
     c.provenance = Provenance {
         source: "fuzzer".into(),
@@ -318,7 +329,8 @@ pub fn campaign(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>)
 /// The fuzzer every campaign runs.
 pub type FuzzerT = StdFuzzer<QueueScheduler, NoveltyFeedback, BytesInputConverter, NopInputFilter, DivergenceObjective>;
 /// Its one stage: mutate a scheduled case a few times and run each mutant.
-pub type Stages<EM> = tuple_list_type!(StdMutationalStage<BackendsExecutor, EM, CaseInput, CaseInput, HavocScheduledMutator<mutators::AllMutators>, FuzzState, FuzzerT>);
+pub type Stages<EM> =
+    tuple_list_type!(StdMutationalStage<BackendsExecutor, EM, CaseInput, CaseInput, HavocScheduledMutator<mutators::AllMutators>, FuzzState, FuzzerT>);
 
 /// [`campaign`] with any LibAFL event manager (the Launcher's LLMP clients pass theirs, and
 /// the state they restart with).
@@ -422,7 +434,14 @@ where
             };
             let explanation = find.divergences.first().map(|d| d.explanation.clone()).unwrap_or_else(|| find.key.clone());
             if cfg.progress {
-                eprintln!("{}find {sig}: {explanation} ({} -> {} instructions in {} execs){}", if tty { "\r\x1b[K" } else { "" }, p.case.code.insns.len(), m.case.code.insns.len(), m.execs, path.as_ref().map(|p| format!(" -> {}", p.display())).unwrap_or_default());
+                eprintln!(
+                    "{}find {sig}: {explanation} ({} -> {} instructions in {} execs){}",
+                    if tty { "\r\x1b[K" } else { "" },
+                    p.case.code.insns.len(),
+                    m.case.code.insns.len(),
+                    m.execs,
+                    path.as_ref().map(|p| format!(" -> {}", p.display())).unwrap_or_default()
+                );
             }
             finds.push(FindReport {
                 kind: find.kind,
@@ -448,7 +467,12 @@ where
                 let id = state.corpus().nth(written);
                 let case = state.corpus().cloned_input_for_id(id).map(|i| i.0);
                 if let Ok(mut c) = case {
-                    c.provenance = Provenance { source: "fuzzer".into(), detail: format!("queue entry {written} of seed {}, grown from the case {}", cfg.seed, c.name), commit: None, quirk: None };
+                    c.provenance = Provenance {
+                        source: "fuzzer".into(),
+                        detail: format!("queue entry {written} of seed {}, grown from the case {}", cfg.seed, c.name),
+                        commit: None,
+                        quirk: None,
+                    };
                     c.name = format!("fuzz/queue/{}/{written:05}", cfg.seed);
                     let p = q.join(format!("{}-{written:05}.json", cfg.seed));
                     std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap_or_default() + "\n").map_err(io(&p))?;
@@ -460,7 +484,13 @@ where
         let done = started.elapsed() >= cfg.time || cfg.iters.is_some_and(|n| execs >= n);
         if done || last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
             last_tick = Instant::now();
-            let counts = Counts { initial, corpus: count, features: fuzzer.feedback().features(), hits: fuzzer.objective().hits, seed_divergences: fuzzer.objective().seed_finds };
+            let counts = Counts {
+                initial,
+                corpus: count,
+                features: fuzzer.feedback().features(),
+                hits: fuzzer.objective().hits,
+                seed_divergences: fuzzer.objective().seed_finds,
+            };
             let st = stats_of(cfg.seed, started, execs, &executor, counts, &finds);
             if cfg.progress {
                 if tty {
@@ -511,7 +541,15 @@ fn shows_planted(outcomes: &[(String, Outcome)]) -> bool {
 
 /// Build the named backends (each once: the fuzzer keeps them for the whole campaign).
 pub fn make_backends(a: &FuzzArgs) -> Result<Vec<Box<dyn Backend>>, String> {
-    let opts = BackendOptions { names: a.backends.clone(), kernel: a.kernel.clone(), native: a.native, policy: a.policy.clone(), jobs: 1, quirks: a.quirks.iter().copied().collect(), kernel_append: Vec::new() };
+    let opts = BackendOptions {
+        names: a.backends.clone(),
+        kernel: a.kernel.clone(),
+        native: a.native,
+        policy: a.policy.clone(),
+        jobs: 1,
+        quirks: a.quirks.iter().copied().collect(),
+        kernel_append: Vec::new(),
+    };
     let mut out = Vec::new();
     for spec in select::specs(&opts)? {
         out.push((spec.make)().map_err(|e| format!("cannot start backend `{}`: {e} (run `trapdiff doctor`)", spec.name))?);
@@ -535,7 +573,10 @@ pub fn load_seeds(paths: &[PathBuf]) -> Vec<Case> {
         }
     }
     if seeds.is_empty() {
-        eprintln!("trapdiff fuzz: no case loaded from {}; starting from the built-in seeds", ps.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "trapdiff fuzz: no case loaded from {}; starting from the built-in seeds",
+            ps.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
         seeds = input::builtin_seeds();
     }
     seeds
@@ -593,13 +634,25 @@ pub fn main(a: FuzzArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = Config { seed, time: a.time, iters: a.iters, out: Some(a.out.clone()), found: Some(found_dir(&a)), minimise_budget: a.minimise_budget, progress: true, known };
+    let cfg = Config {
+        seed,
+        time: a.time,
+        iters: a.iters,
+        out: Some(a.out.clone()),
+        found: Some(found_dir(&a)),
+        minimise_budget: a.minimise_budget,
+        progress: true,
+        known,
+    };
     eprintln!("trapdiff fuzz: seed {seed}, {} seed cases, backends {}, for {:?}", seeds.len(), a.backends.join(","), a.time);
     match campaign(&cfg, backends, seeds) {
         Ok(st) => {
             println!("{}", st.line());
             for b in &st.backends {
-                println!("  {}: {} execs, {:.1} execs/s, {} errors, {} timeouts", b.stats.name, b.stats.execs, b.execs_per_second, b.stats.errors, b.stats.timeouts);
+                println!(
+                    "  {}: {} execs, {:.1} execs/s, {} errors, {} timeouts",
+                    b.stats.name, b.stats.execs, b.execs_per_second, b.stats.errors, b.stats.timeouts
+                );
             }
             for f in &st.finds {
                 println!("  find {} after {:.1}s{}: {}", f.signature, f.after_seconds, if f.planted { " (planted quirk)" } else { "" }, f.explanation);
@@ -659,8 +712,14 @@ fn save_abort(a: &FuzzArgs, seed: u64, out: &Path) -> Option<PathBuf> {
     // The panic location and text, without numbers (values differ from case to case).
     let first = message.lines().take(2).collect::<Vec<_>>().join(" ");
     let key = format!("abort:{backend}:{}", first.chars().filter(|c| !c.is_ascii_digit()).collect::<String>());
-    let find = signature::Find { kind: FindKind::BackendCrash, signature: format!("crash-{backend}-{:016x}", input::fnv1a(key.as_bytes())), key, divergences: Vec::new() };
-    let outcome = Outcome { end: trapdiff_arch::outcome::End::BackendError { message: format!("{backend} aborted the fuzzing client: {first}") }, ..Outcome::default() };
+    let find = signature::Find {
+        kind: FindKind::BackendCrash,
+        signature: format!("crash-{backend}-{:016x}", input::fnv1a(key.as_bytes())),
+        key,
+        divergences: Vec::new(),
+    };
+    let outcome =
+        Outcome { end: trapdiff_arch::outcome::End::BackendError { message: format!("{backend} aborted the fuzzing client: {first}") }, ..Outcome::default() };
     let _ = std::fs::remove_file(out.join(LAST_PANIC));
     let mut case = case;
     case.description = format!("{backend} aborted on this case: {first}");

@@ -130,12 +130,20 @@ impl Mutation {
 }
 
 fn pick<R: Rand, T: Copy>(r: &mut R, v: &[T]) -> Option<T> {
-    if v.is_empty() { None } else { Some(v[r.below_or_zero(v.len())]) }
+    if v.is_empty() {
+        None
+    } else {
+        Some(v[r.below_or_zero(v.len())])
+    }
 }
 
 /// The general-purpose register `n` of the case's instruction set.
 fn gpr(isa: Isa, n: u8) -> Reg {
-    if isa == Isa::A64 { Reg::X(n) } else { Reg::R(n) }
+    if isa == Isa::A64 {
+        Reg::X(n)
+    } else {
+        Reg::R(n)
+    }
 }
 
 fn gpr_index(reg: Reg) -> Option<u8> {
@@ -284,7 +292,11 @@ fn operands<R: Rand>(r: &mut R, case: &mut Case, d: Option<&Disassembler>) -> bo
     let value = if (3..=5).contains(&width) && matches!(lsb, 0 | 3 | 5 | 12 | 16) {
         let addrs = address_regs(case);
         let is_rn = matches!((isa, lsb), (Isa::A64, 5) | (Isa::A32, 16) | (Isa::T32, 16) | (Isa::T32, 3));
-        if is_rn { pick(r, &addrs).map(u32::from).unwrap_or_else(|| r.below_or_zero(8) as u32) } else { r.below_or_zero(8) as u32 }
+        if is_rn {
+            pick(r, &addrs).map(u32::from).unwrap_or_else(|| r.below_or_zero(8) as u32)
+        } else {
+            r.below_or_zero(8) as u32
+        }
     } else {
         r.next() as u32 & mask
     };
@@ -394,7 +406,8 @@ fn region_s1<R: Rand>(r: &mut R, case: &mut Case) -> bool {
         None
     } else {
         // The code's own region stays executable Normal memory, or the case never runs.
-        let attr = if is_code { [S1Attr::NormalWb, S1Attr::NormalNc, S1Attr::NormalWt][r.below_or_zero(3)] } else { S1Attr::ALL[r.below_or_zero(S1Attr::ALL.len())] };
+        let attr =
+            if is_code { [S1Attr::NormalWb, S1Attr::NormalNc, S1Attr::NormalWt][r.below_or_zero(3)] } else { S1Attr::ALL[r.below_or_zero(S1Attr::ALL.len())] };
         let perms = if is_code { &[S1Perm::Rwx, S1Perm::Rx][..] } else { &[S1Perm::Rwx, S1Perm::Rw, S1Perm::Rx, S1Perm::R, S1Perm::Unmapped][..] };
         let perm = perms[r.below_or_zero(perms.len())];
         let el0 = match r.below_or_zero(3) {
@@ -535,7 +548,16 @@ fn switch_isa<R: Rand>(r: &mut R, case: &mut Case) -> bool {
         })
         .collect();
     let mut seen = Vec::new();
-    case.observe.regs = std::mem::take(&mut case.observe.regs).into_iter().filter_map(|reg| convert_reg(reg, to)).filter(|r| !seen.contains(r) && { seen.push(*r); true }).collect();
+    case.observe.regs = std::mem::take(&mut case.observe.regs)
+        .into_iter()
+        .filter_map(|reg| convert_reg(reg, to))
+        .filter(|r| {
+            !seen.contains(r) && {
+                seen.push(*r);
+                true
+            }
+        })
+        .collect();
     if to == Isa::A64 {
         case.sysregs.fpexc = None;
     }
@@ -674,8 +696,21 @@ impl<S: HasRand> Mutator<CaseInput, S> for CaseMutator {
 
 /// The tuple of every mutation.
 pub type AllMutators = libafl_bolts::tuples::tuple_list_type!(
-    CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator,
-    CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator, CaseMutator
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator,
+    CaseMutator
 );
 
 /// Every mutation, as the tuple LibAFL's scheduled mutators take.

@@ -30,10 +30,17 @@ pub fn event_class(e: &Event) -> String {
             let esr = Esr(*syndrome);
             let ec = esr.ec();
             if let Some(da) = esr.data_abort() {
-                let mut s = format!("exc:{el}:ec{:#04x}:dfsc{:#04x}:wnr{}:cm{}:isv{}", ec.0, da.dfsc().0, u8::from(da.wnr()), u8::from(da.cm()), u8::from(da.isv()));
+                let mut s =
+                    format!("exc:{el}:ec{:#04x}:dfsc{:#04x}:wnr{}:cm{}:isv{}", ec.0, da.dfsc().0, u8::from(da.wnr()), u8::from(da.cm()), u8::from(da.isv()));
                 if da.isv() {
                     let iss = da.0;
-                    s += &format!(":sas{}:sse{}:sf{}:ar{}", da.sas(), u8::from(iss & DataAbortIss::SSE != 0), u8::from(iss & DataAbortIss::SF != 0), u8::from(iss & DataAbortIss::AR != 0));
+                    s += &format!(
+                        ":sas{}:sse{}:sf{}:ar{}",
+                        da.sas(),
+                        u8::from(iss & DataAbortIss::SSE != 0),
+                        u8::from(iss & DataAbortIss::SF != 0),
+                        u8::from(iss & DataAbortIss::AR != 0)
+                    );
                 }
                 s
             } else if ec == Ec::IABT_LOW || ec == Ec::IABT_CUR {
@@ -167,23 +174,35 @@ pub fn find(case: &Case, outcomes: &[(String, Outcome)], known: &KnownList) -> O
     let ordered: Vec<(&str, &Outcome)> = outcomes.iter().map(|(n, o)| (n.as_str(), o)).collect();
     let (divergences, _) = run::diff_pairs(case, &ordered, known, &mut vec![false; known.entries.len()]);
     let side = |name: &str| outcomes.iter().find(|(n, _)| n == name).map(|(_, o)| o);
-    let keys: Vec<String> = divergences
-        .iter()
-        .filter_map(|d| Some(format!("{}~{}:{}", d.left, d.right, divergence_key(side(&d.left)?, side(&d.right)?, d))))
-        .collect();
+    let keys: Vec<String> =
+        divergences.iter().filter_map(|d| Some(format!("{}~{}:{}", d.left, d.right, divergence_key(side(&d.left)?, side(&d.right)?, d)))).collect();
     let first = divergences.first()?;
     let key = keys.join(";");
-    let signature = format!("{}-{}-{}-{:016x}", first.left, first.right, short_class(keys.first().and_then(|k| k.split_once(':')).map(|x| x.1).unwrap_or("")), fnv1a(key.as_bytes()));
+    let signature = format!(
+        "{}-{}-{}-{:016x}",
+        first.left,
+        first.right,
+        short_class(keys.first().and_then(|k| k.split_once(':')).map(|x| x.1).unwrap_or("")),
+        fnv1a(key.as_bytes())
+    );
     Some(Find { kind: FindKind::Divergence, signature, key, divergences })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
 
     fn dabt(dfsc: u64, wnr: bool) -> Event {
         let iss = dfsc | if wnr { 1 << 6 } else { 0 };
-        Event::Exception { vector: Vector::Sync, from_el0: false, syndrome: (0x25 << 26) | (1 << 25) | iss, far: Some(0x5000_0000), pc: 0x4010_0000, bad_spsr: None }
+        Event::Exception {
+            vector: Vector::Sync,
+            from_el0: false,
+            syndrome: (0x25 << 26) | (1 << 25) | iss,
+            far: Some(0x5000_0000),
+            pc: 0x4010_0000,
+            bad_spsr: None,
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub fn missing() -> Option<String> {
 macro_rules! require_kvm {
     () => {
         if let Some(why) = kvm_support::missing() {
-            eprintln!("skipped: {why}");
+            guest_payloads::skip::live(&why);
             return;
         }
     };
@@ -124,13 +124,15 @@ pub fn set_empty_runtime(t: &mut Target) {
     t.send(&HostMsg::SetRuntime { segments: vec![] }).expect("send runtime");
 }
 
-/// Up to `n` cases from corpus/suite/<family>, in file order.
+/// Up to `n` cases from corpus/suite/<family>, in file order; none is a failure (a test of
+/// zero cases proves nothing).
 pub fn suite_cases(family: &str, n: usize) -> Vec<trapdiff_arch::Case> {
     let dir = paths::suite_dir().join(family);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     files.sort();
+    assert!(!files.is_empty(), "{} holds no case", dir.display());
     files
         .iter()
         .take(n)

@@ -20,12 +20,9 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 fn main() {
-    let dir = std::env::var("TRAPDIFF_SUITE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite"));
+    let dir = std::env::var("TRAPDIFF_SUITE").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/suite"));
     let files = json_files(&dir);
-    let cases: Vec<trapdiff_arch::Case> =
-        files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|t| serde_json::from_str(&t).ok()).collect();
+    let cases: Vec<trapdiff_arch::Case> = files.iter().filter_map(|f| std::fs::read_to_string(f).ok()).filter_map(|t| serde_json::from_str(&t).ok()).collect();
     if cases.is_empty() {
         eprintln!("no cases under {}: set TRAPDIFF_SUITE to a directory of case files", dir.display());
         std::process::exit(2);

@@ -46,7 +46,10 @@ enum Fault {
     /// A stage-1 fault (or an alignment fault), taken by the guest itself. `level_known` is
     /// false when the faulting address lies outside every region, so the runtime's tables
     /// decide the level.
-    Stage1 { fsc: Fsc, level_known: bool },
+    Stage1 {
+        fsc: Fsc,
+        level_known: bool,
+    },
     Stage2(S2Fault),
     /// The address lies in the guest runtime's reserved range (abi::RESERVED_BASE..END): what
     /// happens there depends on the runtime's own mappings, which the model does not hold.
@@ -115,7 +118,11 @@ fn reserved_end(addr: u64) -> End {
 }
 
 fn mask(len: u8) -> u64 {
-    if len >= 8 { u64::MAX } else { (1u64 << (8 * u32::from(len))) - 1 }
+    if len >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * u32::from(len))) - 1
+    }
 }
 
 impl<'a> Run<'a> {
@@ -581,11 +588,8 @@ impl<'a> Run<'a> {
     }
 
     fn fp_check(&mut self, pc: u64, size: u64, advsimd: bool, access: A32FpAccess) -> Option<Flow> {
-        let check = if self.aarch32() {
-            fpsimd::check_a32(self.cpacr as u32, self.fpexc, self.el, advsimd, access)
-        } else {
-            fpsimd::check_a64(self.cpacr, self.el)
-        };
+        let check =
+            if self.aarch32() { fpsimd::check_a32(self.cpacr as u32, self.fpexc, self.el, advsimd, access) } else { fpsimd::check_a64(self.cpacr, self.el) };
         match check {
             FpCheck::Enabled => None,
             // ESR_EL1.EC 0x07, IL = 1, ISS RES0 for a trap from AArch64 (Arm ARM D24.2.41).
@@ -696,7 +700,11 @@ impl<'a> Run<'a> {
             return 0;
         }
         let v = self.cpu.gpr(n);
-        if self.aarch32() { v & 0xffff_ffff } else { v }
+        if self.aarch32() {
+            v & 0xffff_ffff
+        } else {
+            v
+        }
     }
 
     fn set_reg_result(&mut self, n: u8, v: u64) {
@@ -707,7 +715,11 @@ impl<'a> Run<'a> {
     }
 
     fn gpr_name(&self, n: u8) -> Reg {
-        if self.aarch32() { Reg::R(n) } else { Reg::X(n) }
+        if self.aarch32() {
+            Reg::R(n)
+        } else {
+            Reg::X(n)
+        }
     }
 
     fn note_impdef(&mut self, rt: u8, why: &'static str) {
@@ -912,11 +924,13 @@ impl<'a> Run<'a> {
             self.unknown.push(Unknown {
                 path: "events".into(),
                 mask: u64::MAX,
-                why: format!(
-                    "exclusive or atomic access at {pc:#x} to memory that is not Write-Back: IMPLEMENTATION DEFINED (Arm ARM B2.9.5, B2.2.6)"
-                ),
+                why: format!("exclusive or atomic access at {pc:#x} to memory that is not Write-Back: IMPLEMENTATION DEFINED (Arm ARM B2.9.5, B2.2.6)"),
             });
-            self.unknown.push(Unknown { path: "state".into(), mask: u64::MAX, why: "follows from the IMPLEMENTATION DEFINED exclusive or atomic access".into() });
+            self.unknown.push(Unknown {
+                path: "state".into(),
+                mask: u64::MAX,
+                why: "follows from the IMPLEMENTATION DEFINED exclusive or atomic access".into(),
+            });
         }
         Flow::At(self.cpu.pc() & !1)
     }
@@ -1159,7 +1173,10 @@ impl<'a> Run<'a> {
                 Some(false) => {}
                 None => {
                     return Flow::End(End::Skipped {
-                        reason: format!("{} at EL0 without read permission: IMPLEMENTATION DEFINED whether it faults (ASL AArch64.S1CheckPermission)", kind.name()),
+                        reason: format!(
+                            "{} at EL0 without read permission: IMPLEMENTATION DEFINED whether it faults (ASL AArch64.S1CheckPermission)",
+                            kind.name()
+                        ),
                     })
                 }
             }
@@ -1183,7 +1200,11 @@ impl<'a> Run<'a> {
             }
             Some(RegionKind::Device) => {
                 let s2 = self.case.memory[idx.unwrap_or(0)].s2.unwrap_or(S2Attr::DeviceNGnRE);
-                if memtype::s2_alignment_fault(s2, kind.is_zero(), true) { Err(S2Fault::Alignment) } else { Ok(()) }
+                if memtype::s2_alignment_fault(s2, kind.is_zero(), true) {
+                    Err(S2Fault::Alignment)
+                } else {
+                    Ok(())
+                }
             }
             Some(RegionKind::Ram) => Ok(()),
         };
@@ -1276,7 +1297,9 @@ impl<'a> Run<'a> {
                 (None, None) => 0,
             };
             let windows = match &bytes {
-                Some(b) => windows.iter().map(|w| Window { offset: w.offset, bytes: b[w.offset as usize..(w.offset + u64::from(w.len)) as usize].to_vec() }).collect(),
+                Some(b) => {
+                    windows.iter().map(|w| Window { offset: w.offset, bytes: b[w.offset as usize..(w.offset + u64::from(w.len)) as usize].to_vec() }).collect()
+                }
                 None => Vec::new(),
             };
             state.memory.push(RegionState { region: r.name.clone(), digest, windows });
@@ -1312,4 +1335,3 @@ impl<'a> Run<'a> {
         }
     }
 }
-

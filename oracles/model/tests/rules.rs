@@ -107,7 +107,8 @@ fn nisv_to_user_then_injected_abort_does_not_retire_the_instruction() {
 
 #[test]
 fn exclusives_atomics_and_simd_have_no_syndrome() {
-    for (w, asm) in [(0xc85f_7c01u32, "ldxr x1, [x0]"), (0xf821_0002, "ldadd x1, x2, [x0]"), (0x3dc0_0000, "ldr q0, [x0]"), (0x4c40_7000, "ld1 {v0.16b}, [x0]")] {
+    for (w, asm) in [(0xc85f_7c01u32, "ldxr x1, [x0]"), (0xf821_0002, "ldadd x1, x2, [x0]"), (0x3dc0_0000, "ldr q0, [x0]"), (0x4c40_7000, "ld1 {v0.16b}, [x0]")]
+    {
         let c = case("a64", "el1", &[(w, asm)], json!({"x0": format!("{HOLE:#x}")}), json!({"vmm": {"nisv_to_user": true, "on_nisv": "stop"}}));
         let o = predict(&c);
         assert!(matches!(o.events.as_slice(), [Event::Nisv { .. }]), "{asm}: {o:?}");
@@ -126,13 +127,7 @@ fn ldar_keeps_its_syndrome() {
 #[test]
 fn read_only_memslot_reads_hit_memory_and_writes_exit() {
     // ldr w2, [x0]; str w1, [x0]
-    let c = case(
-        "a64",
-        "el1",
-        &[(0xb940_0002, "ldr w2, [x0]"), (0xb900_0001, "str w1, [x0]")],
-        json!({"x0": "0x70000000", "x1": "0xcafe"}),
-        json!({}),
-    );
+    let c = case("a64", "el1", &[(0xb940_0002, "ldr w2, [x0]"), (0xb900_0001, "str w1, [x0]")], json!({"x0": "0x70000000", "x1": "0xcafe"}), json!({}));
     let o = predict(&c);
     assert_eq!(o.events, vec![Event::Mmio { ipa: 0x7000_0000, len: 4, write: true, data: 0xcafe }]);
     assert_eq!(reg(&o, "x2"), 0x5a5a_5a5a);

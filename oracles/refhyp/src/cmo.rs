@@ -244,6 +244,7 @@ pub fn decide(hw: &mut impl Hw, trap: Trap, regs: &GuestRegs, s2: &Stage2<'_>, q
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     extern crate std;
     use super::*;

@@ -54,10 +54,7 @@ impl GuestMap {
         for (i, s) in core::iter::once(&runtime).chain(slots).enumerate() {
             let end = s.ipa.checked_add(s.size).filter(|e| *e <= IPA_LIMIT);
             if s.size == 0 || s.ipa % PAGE_SIZE != 0 || s.size % PAGE_SIZE != 0 || end.is_none() {
-                return Err(JobError(format!(
-                    "slot {i} ({:#x}+{:#x}) must be a non-empty, page-aligned range below {IPA_LIMIT:#x}",
-                    s.ipa, s.size
-                )));
+                return Err(JobError(format!("slot {i} ({:#x}+{:#x}) must be a non-empty, page-aligned range below {IPA_LIMIT:#x}", s.ipa, s.size)));
             }
             if let Some(o) = placed.iter().find(|o| s.ipa < o.ipa + o.size && o.ipa < s.ipa + s.size) {
                 return Err(JobError(format!("slot {i} ({:#x}+{:#x}) overlaps the slot at {:#x}", s.ipa, s.size, o.ipa)));
@@ -170,6 +167,7 @@ impl GuestMap {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use crate::stage2::{desc_pa, desc_writable, Table};

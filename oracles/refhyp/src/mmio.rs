@@ -32,7 +32,11 @@ impl<'a> DeviceModel<'a> {
 
 /// The low `len` bytes of `value` (what crosses the bus for a `len`-byte access).
 pub fn truncate(value: u64, len: u8) -> u64 {
-    if len >= 8 { value } else { value & ((1u64 << (8 * u32::from(len))) - 1) }
+    if len >= 8 {
+        value
+    } else {
+        value & ((1u64 << (8 * u32::from(len))) - 1)
+    }
 }
 
 /// The register value a load of `len` bytes that returned `raw` produces.

@@ -95,20 +95,37 @@ pub struct MmioAccess {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Mmio(MmioAccess),
-    Nisv { esr_iss: u64, ipa: u64, il32: bool },
+    Nisv {
+        esr_iss: u64,
+        ipa: u64,
+        il32: bool,
+    },
     /// Map the stage-2 page at `ipa` (page-aligned) from its slot and re-execute.
-    MapPage { ipa: u64 },
+    MapPage {
+        ipa: u64,
+    },
     /// Retire the instruction without doing anything.
-    Skip { il32: bool },
-    Inject { what: Injection, il32: bool },
+    Skip {
+        il32: bool,
+    },
+    Inject {
+        what: Injection,
+        il32: bool,
+    },
     /// Load the guest's FP state and re-execute.
     FpTrap,
     /// HVC/SMC: answer SMCCC_RET_NOT_SUPPORTED; `skip` for SMC.
-    Smccc { skip: bool, il32: bool },
+    Smccc {
+        skip: bool,
+        il32: bool,
+    },
     /// The EL2 watchdog (or another physical interrupt) fired.
     Irq,
     /// `KVM_RUN` would fail with this errno.
-    RunError { errno: i32, why: &'static str },
+    RunError {
+        errno: i32,
+        why: &'static str,
+    },
     /// The guest did something the refhyp has no answer for (or the refhyp is wrong).
     Stop(&'static str),
 }
@@ -181,7 +198,11 @@ pub(crate) fn condition_passed32(iss: u32, cpsr: u64) -> bool {
         6 => n == v && !z,
         _ => true,
     };
-    if cond & 1 == 1 && cond != 0xf { !base } else { base }
+    if cond & 1 == 1 && cond != 0xf {
+        !base
+    } else {
+        base
+    }
 }
 
 fn guest_abort(trap: &Trap, quirks: Quirks, backing: impl Fn(u64) -> Backing) -> Decision {
@@ -234,6 +255,7 @@ fn guest_abort(trap: &Trap, quirks: Quirks, backing: impl Fn(u64) -> Backing) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     use super::*;
     use trapdiff_arch::esr::Fsc;
@@ -308,7 +330,7 @@ mod tests {
 
     #[test]
     fn instruction_fetch_from_a_hole_injects_a_prefetch_abort() {
-        let t = Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::IABT_LOW, true, 0x07).0, far: 0x9000_0000, hpfar: 0x9000_0 << 4 };
+        let t = Trap { kind: ExitKind::Sync, esr: Esr::new(Ec::IABT_LOW, true, 0x07).0, far: 0x9000_0000, hpfar: 0x0009_0000 << 4 };
         assert_eq!(decide_t(&t, holes), Decision::Inject { what: Injection::PrefetchAbort { addr: 0x9000_0000 }, il32: true });
     }
 
@@ -353,7 +375,7 @@ mod tests {
         assert_eq!(decide_t(&t(Ec::SYS64, dccisw), holes), Decision::Skip { il32: true });
         assert!(matches!(decide_t(&t(Ec::SVE, 0), holes), Decision::Inject { what: Injection::Undefined, .. }));
         // MCRNE p15 (CV=1, COND=NE) with Z set: failed its condition, skipped.
-        let mcrne = (1 << 24) | (1 << 20) | (5 << 10) | (0 << 1);
+        let mcrne = (1 << 24) | (1 << 20) | (5 << 10); // Direction (bit 0) clear: MCR
         assert_eq!(decide(&t(Ec::CP15_32, mcrne), 1 << 30, Quirks::NONE, holes), Decision::Skip { il32: true });
         assert!(matches!(decide(&t(Ec::CP15_32, mcrne), 0, Quirks::NONE, holes), Decision::Inject { .. }));
         let irq = Trap { kind: ExitKind::Irq, esr: 0, far: 0, hpfar: 0 };

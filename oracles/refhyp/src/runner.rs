@@ -200,7 +200,9 @@ fn execute(hw: &mut impl Hw, map: &GuestMap, s2: &mut Stage2<'_>, pool_pa: u64, 
                 }
             }
             Decision::RunError { errno, .. } => break ReportEnd::RunError { errno },
-            Decision::Stop(why) => break ReportEnd::Stopped { reason: format!("{why} (ESR_EL2 {:#x}, FAR_EL2 {:#x}, PC {:#x})", trap.esr, trap.far, regs.pc) },
+            Decision::Stop(why) => {
+                break ReportEnd::Stopped { reason: format!("{why} (ESR_EL2 {:#x}, FAR_EL2 {:#x}, PC {:#x})", trap.esr, trap.far, regs.pc) }
+            }
         }
     };
     hw.watchdog_disarm();
@@ -227,7 +229,15 @@ fn abort_mmio(hw: &mut impl Hw, regs: &mut GuestRegs, job: &Job, far: u64, il32:
 }
 
 /// One MMIO exit; `Some(end)` when the job ends with it.
-fn mmio(hw: &mut impl Hw, regs: &mut GuestRegs, device: &mut DeviceModel<'_>, job: &Job, a: MmioAccess, far: u64, exits: &mut Vec<Exit>) -> Option<ReportEnd> {
+fn mmio(
+    hw: &mut impl Hw,
+    regs: &mut GuestRegs,
+    device: &mut DeviceModel<'_>,
+    job: &Job,
+    a: MmioAccess,
+    far: u64,
+    exits: &mut Vec<Exit>,
+) -> Option<ReportEnd> {
     let harness = a.ipa & !0xfff == abi::HARNESS_MMIO;
     if a.write {
         let data = truncate(regs.read_rt(a.srt), a.len);
@@ -270,7 +280,10 @@ mod tests {
             seq: 1,
             aarch32: false,
             entry: abi::RUNTIME_BASE,
-            slots: vec![Slot { ipa: 0x4000_0000, size: 0x1000, kind: SlotKind::Ram }, Slot { ipa: 0x5000_0000, size: 0x1000, kind: SlotKind::Device(S2Attr::DeviceNGnRE) }],
+            slots: vec![
+                Slot { ipa: 0x4000_0000, size: 0x1000, kind: SlotKind::Ram },
+                Slot { ipa: 0x5000_0000, size: 0x1000, kind: SlotKind::Device(S2Attr::DeviceNGnRE) },
+            ],
             segments: vec![Segment { ipa: 0x4000_0000, bytes: vec![7; 4] }],
             mmio_reads: vec![0x80],
             mmio_read_default: 0x1234,
@@ -404,7 +417,8 @@ mod tests {
         let mut j = job();
         j.max_exits = 1;
         let event = store(0, abi::HARNESS_MMIO + abi::EVENT);
-        let mut cpu = ScriptedCpu { traps: VecDeque::from([event, store(1, 0x9000_0000), event, store(1, 0x9000_0000), done()]), ..Default::default() };
+        let mut cpu =
+            ScriptedCpu { traps: VecDeque::from([event, store(1, 0x9000_0000), event, store(1, 0x9000_0000), done()]), ..Default::default() };
         let r = run(&mut cpu, &j);
         // Harness-page stores are recorded but never count against the limit.
         assert_eq!((r.end, r.exits.len()), (ReportEnd::ExitLimit, 3));

@@ -182,7 +182,11 @@ impl<'a> Stage2<'a> {
             }
             desc = self.pool[self.index_of(desc)].0[((ipa >> shift) & 511) as usize];
         }
-        if desc & DESC_VALID != 0 { Ok(desc) } else { Err(3) }
+        if desc & DESC_VALID != 0 {
+            Ok(desc)
+        } else {
+            Err(3)
+        }
     }
 }
 
@@ -200,6 +204,7 @@ pub fn desc_memattr(desc: u64) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // fixed test inputs
 mod tests {
     extern crate std;
     use super::*;

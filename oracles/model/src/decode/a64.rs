@@ -72,8 +72,8 @@ fn fp16_two_reg_misc_allocated(w: u32) -> Option<bool> {
     }
     let fpop = bits(w, 16, 12) | (bits(w, 23, 23) << 5) | (bits(w, 29, 29) << 6);
     const VECTOR: &[u32] = &[
-        0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x2c, 0x2d, 0x2e, 0x2f, 0x38, 0x39, 0x3a, 0x3b, 0x3d, 0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x6c,
-        0x6d, 0x6f, 0x79, 0x7a, 0x7b, 0x7d, 0x7f,
+        0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x2c, 0x2d, 0x2e, 0x2f, 0x38, 0x39, 0x3a, 0x3b, 0x3d, 0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x6c, 0x6d, 0x6f, 0x79,
+        0x7a, 0x7b, 0x7d, 0x7f,
     ];
     const SCALAR: &[u32] = &[0x1a, 0x1b, 0x1c, 0x1d, 0x2c, 0x2d, 0x2e, 0x3a, 0x3b, 0x3d, 0x3f, 0x5a, 0x5b, 0x5c, 0x5d, 0x6c, 0x6d, 0x7a, 0x7b, 0x7d];
     Some(if vector { VECTOR.contains(&fpop) } else { SCALAR.contains(&fpop) })
@@ -90,7 +90,11 @@ fn system(w: u32) -> Op {
     match op0 {
         // Hints, barriers, PSTATE moves: MSR DAIFSet etc. (op1 != 3 for PAN/SPSel: EL1 only).
         0 => {
-            if crn == 4 && op1 != 3 { Op::Privileged } else { Op::Other }
+            if crn == 4 && op1 != 3 {
+                Op::Privileged
+            } else {
+                Op::Other
+            }
         }
         // SYS: cache maintenance, AT, TLBI (C5.3).
         1 if !l => {
@@ -119,7 +123,11 @@ fn system(w: u32) -> Op {
         // MRS/MSR (register), op0 = 2 (debug) or 3.
         _ => {
             let target = sysreg_target(op0, op1, crn, crm, op2);
-            if l { Op::SysRead { target, rt } } else { Op::SysWrite { target, rt } }
+            if l {
+                Op::SysRead { target, rt }
+            } else {
+                Op::SysWrite { target, rt }
+            }
         }
     }
 }

@@ -93,11 +93,9 @@ impl Disassemblers {
             Isa::T32 => &self.t32,
         };
         match cs.disasm_count(bytes, 0, 1) {
-            Ok(insns) => insns
-                .iter()
-                .next()
-                .map(|i| format!("{} {}", i.mnemonic().unwrap_or("?"), i.op_str().unwrap_or("")))
-                .unwrap_or_else(|| "<undecodable>".into()),
+            Ok(insns) => {
+                insns.iter().next().map(|i| format!("{} {}", i.mnemonic().unwrap_or("?"), i.op_str().unwrap_or(""))).unwrap_or_else(|| "<undecodable>".into())
+            }
             Err(_) => "<undecodable>".into(),
         }
     }

@@ -54,9 +54,13 @@ pub enum SysTarget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// SVC #imm (the runtime's end marker is recognised by address, not here).
-    Svc { imm: u32 },
+    Svc {
+        imm: u32,
+    },
     /// BRK #imm (A64) / BKPT #imm (AArch32): a Breakpoint Instruction exception.
-    Brk { imm: u32 },
+    Brk {
+        imm: u32,
+    },
     /// WFI: wait for an interrupt.
     Wfi,
     /// WFE: wait for an event (a hint unless trapped).
@@ -67,15 +71,27 @@ pub enum Op {
     Smc,
     Mem(MemOp),
     /// Cache maintenance or DC ZVA by VA in register `reg`.
-    Cmo { kind: CmoKind, reg: u8 },
+    Cmo {
+        kind: CmoKind,
+        reg: u8,
+    },
     /// Cache maintenance by set/way or for the whole cache: EL1 only, never faults.
     CmoNoAddress,
     /// FP/SIMD data processing or register moves (not memory).
-    Fp { advsimd: bool, access: A32FpAccess },
+    Fp {
+        advsimd: bool,
+        access: A32FpAccess,
+    },
     /// Read of a system register into `rt`.
-    SysRead { target: SysTarget, rt: u8 },
+    SysRead {
+        target: SysTarget,
+        rt: u8,
+    },
     /// Write of a system register from `rt`.
-    SysWrite { target: SysTarget, rt: u8 },
+    SysWrite {
+        target: SysTarget,
+        rt: u8,
+    },
     /// An instruction that is UNDEFINED at EL0 (EL1-only system instructions, MCR/MRC to
     /// CP15 from USR mode, ...).
     Privileged,

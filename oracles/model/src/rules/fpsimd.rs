@@ -28,7 +28,11 @@ pub fn check_a64(cpacr_el1: u64, el: El) -> FpCheck {
         0b11 => false,
         _ => true,
     };
-    if disabled { FpCheck::TrapA64 } else { FpCheck::Enabled }
+    if disabled {
+        FpCheck::TrapA64
+    } else {
+        FpCheck::Enabled
+    }
 }
 
 /// How an AArch32 FP/SIMD instruction uses FPEXC.EN.
@@ -76,7 +80,18 @@ pub fn check_a32(cpacr_val: u32, fpexc_val: u32, el: El, advsimd: bool, access: 
 /// FPEXC bits whose value the architecture leaves IMPLEMENTATION DEFINED on an Armv8 CPU
 /// without trapped floating-point exceptions (Arm ARM G8.2.56 FPEXC: EX, DEX, FP2V, VV, TFV,
 /// VECITR and the IDF..IOF trap flags); EN is architected and always compared.
-pub const FPEXC_IMPDEF: u32 = fpexc::EX | fpexc::DEX | fpexc::FP2V | fpexc::VV | fpexc::TFV | fpexc::VECITR_MASK | fpexc::IDF | fpexc::IXF | fpexc::UFF | fpexc::OFF | fpexc::DZF | fpexc::IOF;
+pub const FPEXC_IMPDEF: u32 = fpexc::EX
+    | fpexc::DEX
+    | fpexc::FP2V
+    | fpexc::VV
+    | fpexc::TFV
+    | fpexc::VECITR_MASK
+    | fpexc::IDF
+    | fpexc::IXF
+    | fpexc::UFF
+    | fpexc::OFF
+    | fpexc::DZF
+    | fpexc::IOF;
 
 #[cfg(test)]
 mod tests {

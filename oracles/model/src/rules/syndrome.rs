@@ -80,10 +80,7 @@ impl MemClass {
     /// acquire/release accesses; FEAT_LSE2 relaxes the ordered ones only when SCTLR.nAA == 1,
     /// which the runtime leaves 0).
     pub fn needs_alignment(self) -> bool {
-        matches!(
-            self,
-            MemClass::A64GprOrdered | MemClass::A64Exclusive | MemClass::A64Atomic | MemClass::A32Ordered | MemClass::A32Exclusive
-        )
+        matches!(self, MemClass::A64GprOrdered | MemClass::A64Exclusive | MemClass::A64Atomic | MemClass::A32Ordered | MemClass::A32Exclusive)
     }
     /// Exclusives and atomics: what they do on memory that is not Write-Back is
     /// IMPLEMENTATION DEFINED.
@@ -138,8 +135,19 @@ mod tests {
             assert!(c.has_syndrome(), "{c:?}");
         }
         for c in [
-            A64GprWriteback, A64Pair, A64SimdFp, A64SimdStruct, A64Exclusive, A64Atomic, A32SingleWriteback, A32Dual, A32Multiple,
-            A32Exclusive, A32Fp, A32TableBranch, Unclassified,
+            A64GprWriteback,
+            A64Pair,
+            A64SimdFp,
+            A64SimdStruct,
+            A64Exclusive,
+            A64Atomic,
+            A32SingleWriteback,
+            A32Dual,
+            A32Multiple,
+            A32Exclusive,
+            A32Fp,
+            A32TableBranch,
+            Unclassified,
         ] {
             assert!(!c.has_syndrome(), "{c:?}");
         }

@@ -243,10 +243,7 @@ extern "C" fn rust_main() -> ! {
     // SAFETY: the pool ranges are RAM reserved for them (memory map above), identity-mapped
     // by `mmu::enable`, and these are the only references to them.
     let (pool, tables) = unsafe {
-        (
-            core::slice::from_raw_parts_mut(POOL_BASE as *mut u8, POOL_SIZE),
-            core::slice::from_raw_parts_mut(TABLES_BASE as *mut Table, TABLES_COUNT),
-        )
+        (core::slice::from_raw_parts_mut(POOL_BASE as *mut u8, POOL_SIZE), core::slice::from_raw_parts_mut(TABLES_BASE as *mut Table, TABLES_COUNT))
     };
     let mut machine = Machine { pool, pool_pa: POOL_BASE as u64, tables, tables_pa: TABLES_BASE as u64, fwb };
     let mut hw = cpu::Cpu::new(fwb);

@@ -117,9 +117,9 @@ fn bufs() -> *mut Buffers {
 impl Console {
     /// Find a virtio console and bring it up; None when QEMU was started without one.
     pub fn probe() -> Option<Console> {
-        let base = (0..MMIO_COUNT).map(|i| MMIO_BASE + i * MMIO_STRIDE).find(|&b| {
-            rd(b + MAGIC) == 0x7472_6976 && rd(b + VERSION) == 1 && rd(b + DEVICE_ID) == DEVICE_CONSOLE
-        })?;
+        let base = (0..MMIO_COUNT)
+            .map(|i| MMIO_BASE + i * MMIO_STRIDE)
+            .find(|&b| rd(b + MAGIC) == 0x7472_6976 && rd(b + VERSION) == 1 && rd(b + DEVICE_ID) == DEVICE_CONSOLE)?;
         let slot = (base - MMIO_BASE) / MMIO_STRIDE;
         wr(base + STATUS, 0);
         wr(base + STATUS, 1); // ACKNOWLEDGE
