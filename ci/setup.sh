@@ -2,7 +2,7 @@
 # Installs and builds everything trapdiff needs, and is quick when it is all there.
 #   ci/setup.sh            packages + default kernel + refhyp + kvm-agent
 #   ci/setup.sh packages   system packages only
-# Debian 12 is the proven platform (see DESIGN.md "Toolchains"). As root it installs system
+# Debian 12 is the proven platform (docs/DESIGN.md "Toolchains"). As root it installs system
 # packages with apt; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -32,6 +32,7 @@ fn main() {
     // The EL2 stub of the runtime's QEMU smoke test (src/runtime_smoke.rs), in RAM above
     // the DTB QEMU places at the bottom of RAM.
     println!("cargo:rerun-if-changed=runtime/smoke-el2.S");
+    println!("cargo:rerun-if-changed=runtime/el2-stub.inc");
     assemble("aarch64-linux-gnu-", &dir.join("smoke-el2.S"), &out, "smoke-el2", 0x4040_0000, 0x1_0000);
     // The standalone QEMU reproducer behind the tcg-aarch32-eret-spsr-not-loaded waiver
     // (src/repro_eret_spsr.rs).
@@ -55,7 +56,8 @@ fn assemble(prefix: &str, src: &Path, out: &Path, name: &str, base: u64, room: u
     let obj = out.join(format!("{name}.o"));
     let elf = out.join(format!("{name}.elf"));
     let bin = out.join(format!("{name}.bin"));
-    run(&format!("{prefix}as"), &["-I", &s(out), "-o", &s(&obj), &s(src)]);
+    let dir = src.parent().expect("runtime sources live in a directory");
+    run(&format!("{prefix}as"), &["-I", &s(out), "-I", &s(dir), "-o", &s(&obj), &s(src)]);
     run(&format!("{prefix}ld"), &["-nostdlib", "-static", "--build-id=none", "-N", &format!("-Ttext={base:#x}"), "-e", "_start", "-o", &s(&elf), &s(&obj)]);
     run(&format!("{prefix}objcopy"), &["-O", "binary", "-j", ".text", &s(&elf), &s(&bin)]);
     let len = fs::metadata(&bin).expect("objcopy wrote the binary").len();

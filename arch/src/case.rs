@@ -1,5 +1,5 @@
 //! The case: one guest payload, its memory map, its initial state and the VMM's side.
-//! Stored as JSON (`corpus/**.json`); see DESIGN.md "Case and outcome".
+//! Stored as JSON (`corpus/**.json`); see docs/DESIGN.md "Case and outcome".
 
 use alloc::collections::BTreeMap;
 use alloc::format;

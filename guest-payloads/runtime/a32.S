@@ -154,7 +154,7 @@ common:
     @ r11 = the SPSR as read, for the record. An SPSR with no valid mode cannot come from an
     @ exception entry (it copies CPSR; modes at Non-secure PL1: Arm ARM G1.9.1); QEMU TCG
     @ gives one after an ERET from AArch64 EL2 into an AArch32 mode, the way KVM and the
-    @ refhyp deliver an injected abort (see README "Known divergences"). Record it with
+    @ refhyp deliver an injected abort (README "What the default run finds"). Record it with
     @ FLAG_BAD_SPSR and resume the case with its entry CPSR, as the prologue built it.
     mov     r11, r1
     and     r7, r1, #0x1f

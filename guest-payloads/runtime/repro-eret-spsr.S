@@ -7,20 +7,17 @@
 //       -device loader,file=repro-eret-spsr.elf,cpu-num=0
 // It prints one line, then idles:
 //   "R <SPSR_abt written at EL2> <SPSR read by MRS in Abort mode> <SPSR_abt read back at EL2>"
+// (each as 16 hex digits)
 // A correct CPU prints the first value three times.
 
+    .include "el2-stub.inc"
     .arch armv8-a
     .text
-    .equ UART, 0x09000000
     // NZCV = 0b0110, A/I/F masked, SYS mode: a CPSR an abort entry from SYS could save.
     .equ SPSR_WRITTEN, 0x600001df
     // SPSR_EL2 for the ERET: AArch32 (M[4] = 1), Abort mode, A/I/F masked, A32.
     .equ SPSR_EL2_ABT, 0x1d7
 
-    .macro mov32 reg, val
-    movz \reg, #((\val) & 0xffff)
-    movk \reg, #(((\val) >> 16) & 0xffff), lsl #16
-    .endm
 
     .global _start
 _start:
@@ -71,31 +68,4 @@ halt:
     wfi
     b       halt
 
-// putc: w0 -> UART. Clobbers x1, x2.
-putc:
-    mov32   x1, UART
-5:  ldr     w2, [x1, #0x18]                 // FR
-    tbnz    w2, #5, 5b                      // TXFF
-    strb    w0, [x1]
-    ret
-// putnib: low nibble of w0 as a hex digit. Clobbers x0-x3.
-putnib:
-    and     w0, w0, #0xf
-    cmp     w0, #10
-    add     w3, w0, #'0'
-    add     w0, w0, #('a' - 10)
-    csel    w0, w3, w0, lo
-    b       putc
-// puthex_sp: " " then w0 as 8 hex digits. Clobbers x0-x7.
-puthex_sp:
-    mov     x7, x30
-    mov     x6, x0
-    mov     w0, #' '
-    bl      putc
-    mov     x5, #28
-6:  lsr     x0, x6, x5
-    bl      putnib
-    subs    x5, x5, #4
-    b.ge    6b
-    mov     x30, x7
-    ret
+    uart_routines

@@ -6,9 +6,9 @@
 // the report page as "P <hex bytes>" and stops. Anything else prints "X <esr> <elr> <far>".
 
     .include "abi.inc"
+    .include "el2-stub.inc"
     .arch armv8-a
     .text
-    .equ UART, 0x09000000
     .equ BLOB, 0x41000000
     // Header fields (u64).
     .equ H_ENTRY, 0x08
@@ -19,10 +19,6 @@
     .equ H_REPORT_PA, 0x30
     .equ REPORT_USED, (R_EXC + EXC_SIZE * MAX_EXCEPTIONS)
 
-    .macro mov32 reg, val
-    movz \reg, #((\val) & 0xffff)
-    movk \reg, #(((\val) >> 16) & 0xffff), lsl #16
-    .endm
 
     .global _start
 _start:
@@ -205,31 +201,4 @@ halt:
     wfi
     b       halt
 
-// putc: w0 -> UART. Clobbers x1, x2.
-putc:
-    mov32   x1, UART
-5:  ldr     w2, [x1, #0x18]                 // FR
-    tbnz    w2, #5, 5b                      // TXFF
-    strb    w0, [x1]
-    ret
-// putnib: low nibble of w0 as a hex digit. Clobbers x0-x3.
-putnib:
-    and     w0, w0, #0xf
-    cmp     w0, #10
-    add     w3, w0, #'0'
-    add     w0, w0, #('a' - 10)
-    csel    w0, w3, w0, lo
-    b       putc
-// puthex_sp: " " then x0 as 16 hex digits. Clobbers x0-x7.
-puthex_sp:
-    mov     x7, x30
-    mov     x6, x0
-    mov     w0, #' '
-    bl      putc
-    mov     x5, #60
-6:  lsr     x0, x6, x5
-    bl      putnib
-    subs    x5, x5, #4
-    b.ge    6b
-    mov     x30, x7
-    ret
+    uart_routines

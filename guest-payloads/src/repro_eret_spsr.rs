@@ -6,8 +6,7 @@
 //! QEMU delivers it correctly this test fails, so the waiver goes with it.
 #![allow(clippy::unwrap_used)] // test-only module: fixed inputs
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// What the stub writes to SPSR_abt (`SPSR_WRITTEN` in the .S file).
@@ -20,51 +19,9 @@ fn qemu_eret_into_aarch32_abort_mode_does_not_load_spsr_abt() {
         return;
     };
     let version = String::from_utf8_lossy(&v.stdout).lines().next().unwrap_or_default().to_string();
-    let stub = concat!(env!("OUT_DIR"), "/repro-eret-spsr.elf");
-    let args = [
-        "-M",
-        "virt,virtualization=on,gic-version=3",
-        "-cpu",
-        "max",
-        "-m",
-        "128M",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-nic",
-        "none",
-        "-serial",
-        "stdio",
-        "-device",
-    ];
-    eprintln!("reproducer: qemu-system-aarch64 {} loader,file={stub},cpu-num=0", args.join(" "));
-    let mut child = Command::new("qemu-system-aarch64")
-        .args(args)
-        .arg(format!("loader,file={stub},cpu-num=0"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if text.contains('\n') {
-                break;
-            }
-        }
-        let _ = tx.send(text);
-    });
-    let text = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    let stub = std::path::Path::new(concat!(env!("OUT_DIR"), "/repro-eret-spsr.elf"));
+    eprintln!("reproducer: qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -nographic -device loader,file={},cpu-num=0", stub.display());
+    let text = crate::runtime_smoke::serial_of_stub("qemu-system-aarch64", stub, &[], Duration::from_secs(30), |l| l.starts_with("R "));
     let line = text.lines().find(|l| l.starts_with("R ")).unwrap_or_else(|| panic!("the stub printed no result line: {text:?}"));
     let v: Vec<u32> = line[2..].split_whitespace().map(|x| u32::from_str_radix(x, 16).unwrap()).collect();
     let (written, read_a32, read_el2) = (v[0], v[1], v[2]);

@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)] // test-only module: fixed inputs
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,41 @@ fn build_blob(job: &Job) -> Vec<u8> {
     b.bytes
 }
 
+/// Boot the EL2 stub `elf` under QEMU (`-M virt,virtualization=on -cpu max`, `extra` arguments
+/// after it) and return what it prints on the UART, up to the first complete line for which
+/// `last` holds (or whatever came within `timeout`); QEMU is stopped then.
+pub(crate) fn serial_of_stub(qemu: &str, elf: &Path, extra: &[&str], timeout: Duration, last: fn(&str) -> bool) -> String {
+    let mut child = Command::new(qemu)
+        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-m", "512M", "-display", "none", "-monitor", "none", "-nic", "none"])
+        .args(["-serial", "stdio", "-device"])
+        .arg(format!("loader,file={},cpu-num=0", elf.display()))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.ends_with('\n') && text.lines().any(last) {
+                break;
+            }
+        }
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(timeout).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
 /// Run `case` on the stub and decode the result; `None` when QEMU is missing.
 fn run(case: &Case) -> Option<Outcome> {
     run_on_stub(case, Duration::from_secs(30)).map(|r| r.unwrap_or_else(|e| panic!("{e}")))
@@ -129,39 +164,10 @@ fn run_on_stub(case: &Case, timeout: Duration) -> Option<Result<Outcome, String>
     let blob = dir.join("blob.bin");
     std::fs::write(&blob, build_blob(&job)).unwrap();
     let stub = PathBuf::from(concat!(env!("OUT_DIR"), "/smoke-el2.elf"));
-    let mut child = Command::new(qemu)
-        .args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max", "-m", "512M", "-display", "none", "-monitor", "none", "-nic", "none"])
-        .args(["-serial", "stdio", "-device"])
-        .arg(format!("loader,file={},cpu-num=0", stub.display()))
-        .arg("-device")
-        .arg(format!("loader,file={},addr={BLOB:#x},force-raw=on", blob.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    // Read until the page dump (or a stub error) arrives, then stop QEMU.
-    let mut out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            // Stop at the first complete "P" (page dump) or "X" (stub error) line.
-            let complete = text.ends_with('\n');
-            if complete && text.lines().any(|l| l.starts_with("X ") || l.starts_with("P ")) {
-                break;
-            }
-        }
-        let _ = tx.send(text);
-    });
     let start = Instant::now();
-    let text = rx.recv_timeout(timeout).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
+    let blob_arg = format!("loader,file={},addr={BLOB:#x},force-raw=on", blob.display());
+    // Stop at the first complete "P" (page dump) or "X" (stub error) line.
+    let text = serial_of_stub(qemu, &stub, &["-device", &blob_arg], timeout, |l| l.starts_with("X ") || l.starts_with("P "));
     let _ = std::fs::remove_dir_all(&dir);
     let mut exits = Vec::new();
     let mut page = None;

@@ -10,15 +10,7 @@ use trapdiff::backend::Backend;
 use trapdiff::fuzz::{self, input::builtin_seeds, Config};
 
 fn model(names: &[&str]) -> Vec<Box<dyn Backend>> {
-    let opts = BackendOptions {
-        names: names.iter().map(|s| s.to_string()).collect(),
-        kernel: None,
-        native: false,
-        policy: "linux-6.1".into(),
-        jobs: 1,
-        quirks: Default::default(),
-        kernel_append: Vec::new(),
-    };
+    let opts = BackendOptions { names: names.iter().map(|s| s.to_string()).collect(), ..BackendOptions::default() };
     select::specs(&opts).expect("the model backend exists").into_iter().map(|s| (s.make)().expect("the model starts")).collect()
 }
 

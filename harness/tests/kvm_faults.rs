@@ -133,16 +133,8 @@ fn a_kernel_warning_is_that_cases_kernel_finding() {
         make: Box::new(move || kvm::backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),
         instances: 1,
     };
-    let model = trapdiff::backend::select::specs(&trapdiff::backend::select::BackendOptions {
-        names: vec!["model".into()],
-        kernel: None,
-        native: false,
-        policy: "linux-6.1".into(),
-        jobs: 1,
-        quirks: Default::default(),
-        kernel_append: Vec::new(),
-    })
-    .expect("model");
+    let model =
+        trapdiff::backend::select::specs(&trapdiff::backend::select::BackendOptions { names: vec!["model".into()], ..Default::default() }).expect("model");
     let mut specs = model;
     specs.push(spec);
     let r = trapdiff::run::run(cases, vec![], specs, &trapdiff::known::KnownList::default(), None);

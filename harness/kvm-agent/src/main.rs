@@ -1,6 +1,6 @@
 //! trapdiff KVM agent: runs trapdiff jobs on `/dev/kvm` and reports what KVM did.
 //!
-//! Two ways to start it (DESIGN.md "Execution"):
+//! Two ways to start it (docs/DESIGN.md "Execution"):
 //! - as `/init` of the initramfs the harness generates (`harness/src/backend/initramfs.rs`):
 //!   it mounts devtmpfs, proc and sysfs itself and talks over the serial console
 //!   (`trapdiff.console=`, default ttyAMA0), interleaved with kernel messages;

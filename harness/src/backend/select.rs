@@ -22,6 +22,21 @@ pub struct BackendOptions {
     pub kernel_append: Vec<String>,
 }
 
+impl Default for BackendOptions {
+    /// No backend named; the defaults of `trapdiff run` for the rest.
+    fn default() -> Self {
+        BackendOptions {
+            names: Vec::new(),
+            kernel: None,
+            native: false,
+            policy: "linux-6.1".into(),
+            jobs: 1,
+            quirks: Quirks::default(),
+            kernel_append: Vec::new(),
+        }
+    }
+}
+
 /// `--quirk NAME`: a quirk by name or alias, or an error listing the known ones.
 pub fn parse_quirk(name: &str) -> Result<Quirk, String> {
     Quirk::from_name(name).ok_or_else(|| {

@@ -3,7 +3,7 @@
 //! the decoders shows as a conservative prediction, never as a silently ignored access.
 //!
 //! Only operand *types* are inspected: Debug-printing an A64 system-register operand crashes
-//! Capstone 0.14 (DESIGN.md "Dependencies").
+//! Capstone 0.14 (docs/DESIGN.md "Dependencies").
 
 use capstone::arch::arm::ArmOperandType;
 use capstone::arch::arm64::Arm64OperandType;
