@@ -16,4 +16,3 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod show;
-

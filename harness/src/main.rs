@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use trapdiff::backend::select::{self, BackendOptions};
-use trapdiff::{case_file, doctor, paths, report, run, show, known::KnownList};
+use trapdiff::{case_file, doctor, known::KnownList, paths, report, run, show};
 
 /// Differential conformance test suite and trap fuzzer for KVM on arm64.
 ///
@@ -273,7 +273,12 @@ fn write_merged(dir: &std::path::Path, m: &trapdiff::merge::Merged) -> std::io::
         .cases
         .iter()
         .flat_map(|c| {
-            c.outcomes.iter().filter(|(b, _)| *b != run::EXPECT).map(|(b, o)| run::Record { case: c.name.clone(), path: Some(c.path.clone()), backend: b.clone(), outcome: o.clone() })
+            c.outcomes.iter().filter(|(b, _)| *b != run::EXPECT).map(|(b, o)| run::Record {
+                case: c.name.clone(),
+                path: Some(c.path.clone()),
+                backend: b.clone(),
+                outcome: o.clone(),
+            })
         })
         .collect();
     run::write_records(&dir.join("outcomes.jsonl"), &records)

@@ -64,7 +64,7 @@ fn corrupted_frames_are_answered_and_survived() {
 #[test]
 fn bad_frame_reply_names_the_problem() {
     require_kvm!();
-    let (cfg, _) = kvm::target_config(&KvmOptions::default()).expect("config");
+    let (cfg, _) = kvm::target_config(&KvmOptions::default(), None).expect("config");
     let mut t = trapdiff::backend::qemu::Target::spawn(&cfg).expect("spawn");
     loop {
         if let TargetMsg::Hello(_) = t.recv(cfg.boot_timeout).expect("hello") {

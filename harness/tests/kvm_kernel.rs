@@ -42,7 +42,7 @@ fn user_kernel_boots_and_runs_cases() {
             d.join("Image")
         }
     };
-    let check = kvm::check_kernel(&image).expect("config check passes");
+    let check = trapdiff::backend::kernel_config::check_kernel(&image).expect("config check passes");
     assert!(check.config_source.is_some(), "config found for {}", image.display());
     let mut b = kvm::backend(&KvmOptions { kernel: Some(image.clone()), ..KvmOptions::default() }).expect("backend");
     let cases = kvm_support::suite_cases("mmio", 3);

@@ -12,7 +12,7 @@ fn native_mode_runs_or_says_why_not() {
     match kvm::native_available() {
         Err(KvmError::NativeUnavailable(why)) => {
             assert!(!cfg!(target_arch = "aarch64") || !std::path::Path::new("/dev/kvm").exists());
-            let e = kvm::target_config(&KvmOptions { native: true, ..KvmOptions::default() });
+            let e = kvm::target_config(&KvmOptions { native: true, ..KvmOptions::default() }, None);
             if trapdiff::paths::agent_binary().is_file() {
                 assert!(matches!(e, Err(KvmError::NativeUnavailable(_))), "{e:?}");
             }
@@ -24,7 +24,7 @@ fn native_mode_runs_or_says_why_not() {
                 guest_payloads::skip::live("agent not built (bash ci/setup.sh)");
                 return;
             }
-            let (cfg, platform) = kvm::target_config(&KvmOptions { native: true, ..KvmOptions::default() }).expect("native config");
+            let (cfg, platform) = kvm::target_config(&KvmOptions { native: true, ..KvmOptions::default() }, None).expect("native config");
             assert_eq!(platform, "native");
             let mut t = Target::spawn(&cfg).expect("start the agent");
             loop {

@@ -6,9 +6,6 @@
 //! runtime opens it for stdin/stdout/stderr when the kernel could not open a console, and
 //! aborts if it cannot) and the agent as /init.
 
-use std::io;
-use std::path::Path;
-
 /// Builder for a newc archive in memory.
 #[derive(Debug, Default)]
 pub struct Cpio {
@@ -93,12 +90,6 @@ pub fn agent_initramfs(agent: &[u8]) -> Vec<u8> {
         .dir("tmp", 0o1777)
         .file("init", 0o755, agent);
     c.finish()
-}
-
-/// Write the agent's initramfs for `agent_binary` to `out`.
-pub fn write_agent_initramfs(agent_binary: &Path, out: &Path) -> io::Result<()> {
-    let agent = std::fs::read(agent_binary)?;
-    std::fs::write(out, agent_initramfs(&agent))
 }
 
 #[cfg(test)]

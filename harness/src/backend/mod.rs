@@ -30,6 +30,8 @@ pub trait Backend: Send {
 }
 
 pub mod initramfs;
+pub mod ivshmem;
+pub mod kernel_config;
 pub mod kernel_log;
 pub mod kvm;
 pub mod live;

@@ -306,9 +306,14 @@ impl Drop for Target {
     }
 }
 
-/// `qemu-system-aarch64 --version`'s first line, if QEMU is there.
+/// The QEMU to run: `$QEMU` (like kvm-unit-tests' `QEMU=`), else `qemu-system-aarch64` on PATH.
+pub fn qemu_program() -> PathBuf {
+    std::env::var_os("QEMU").filter(|q| !q.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("qemu-system-aarch64"))
+}
+
+/// `$QEMU --version`'s first line, if that QEMU is there.
 pub fn qemu_version() -> Option<String> {
-    let out = Command::new("qemu-system-aarch64").arg("--version").output().ok()?;
+    let out = Command::new(qemu_program()).arg("--version").output().ok()?;
     let s = String::from_utf8_lossy(&out.stdout);
     let line = s.lines().next()?;
     Some(line.trim_start_matches("QEMU emulator version ").to_string())

@@ -105,7 +105,7 @@ pub fn target_config(opts: &RefhypOptions) -> Result<(TargetConfig, String), Ref
     }
     let qemu = qemu_version().ok_or(RefhypError::NoQemu)?;
     let cfg = TargetConfig {
-        program: "qemu-system-aarch64".into(),
+        program: super::qemu::qemu_program(),
         args: qemu_args(&image, opts.memory_mib.max(1024), opts.channel),
         boot_timeout: opts.boot_timeout,
     };

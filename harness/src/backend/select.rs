@@ -79,7 +79,7 @@ fn spec(name: &str, o: &BackendOptions) -> Result<BackendSpec, String> {
                 extra_cmdline: o.kernel_append.clone(),
                 ..super::kvm::KvmOptions::default()
             };
-            super::kvm::target_config(&opts).map_err(|e| e.to_string())?;
+            super::kvm::target_config(&opts, None).map_err(|e| e.to_string())?;
             Ok(BackendSpec {
                 name: "kvm".into(),
                 make: Box::new(move || super::kvm::backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),

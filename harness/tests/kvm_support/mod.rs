@@ -44,7 +44,7 @@ pub const REPLY: Duration = Duration::from_secs(60);
 /// Boot the default kernel with the agent and wait for Hello.
 pub fn boot(extra_cmdline: &[&str]) -> (Target, TargetInfo) {
     let opts = KvmOptions { extra_cmdline: extra_cmdline.iter().map(|s| s.to_string()).collect(), ..KvmOptions::default() };
-    let (cfg, _) = kvm::target_config(&opts).expect("kvm target config");
+    let (cfg, _) = kvm::target_config(&opts, None).expect("kvm target config");
     let mut t = Target::spawn(&cfg).expect("start QEMU");
     loop {
         match t.recv(cfg.boot_timeout).expect("the agent says Hello") {
