@@ -18,8 +18,10 @@ use libafl::Error;
 use libafl_bolts::core_affinity::Cores;
 use libafl_bolts::shmem::{ShMemProvider, StdShMem, StdShMemProvider};
 
+use super::campaign::{campaign_with, Config, FuzzState};
+use super::cli::{found_dir, load_seeds, make_backends, FuzzArgs};
 use super::input::CaseInput;
-use super::{campaign_with, found_dir, install_panic_hook, load_seeds, make_backends, Config, FuzzArgs, FuzzState};
+use super::supervisor::install_panic_hook;
 
 type ClientManager = LlmpRestartingEventManager<(), CaseInput, FuzzState, StdShMem, StdShMemProvider>;
 
