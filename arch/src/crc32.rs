@@ -1,4 +1,5 @@
-//! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320): the channel's frame check.
+//! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320): the channel's frame check; and
+//! FNV-1a 64, the one stable hash.
 //! Bitwise so that the EL2 binary carries no table; frames are small.
 
 /// CRC-32 of `data` (same value as zlib's `crc32`).
@@ -15,7 +16,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 /// FNV-1a 64: the digest of a memory region's final bytes, computed the same way by every
-/// backend (cheap enough for the EL2 binary; not a security property).
+/// backend (cheap enough for the EL2 binary; not a security property), and the stable hash
+/// of names and fuzzer signatures (std's hasher is randomly keyed).
 pub fn fnv1a64(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in data {

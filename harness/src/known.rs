@@ -145,12 +145,12 @@ pub fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
     Some((major, minor, patch))
 }
 
-/// Whether one instruction's disassembly matches a pattern: both lower-cased, `#` and runs
-/// of spaces dropped, `*` matching any run of characters (`dc zva*`,
+/// Whether one instruction's disassembly matches a pattern: both normalised
+/// (`guest_payloads::encode::normalise`), `*` matching any run of characters (`dc zva*`,
 /// `mcr p15, 0, *, c7, c14, 1`). The pattern is anchored at both ends.
 pub fn asm_matches(asm: &str, pattern: &str) -> bool {
-    let norm = |s: &str| s.to_ascii_lowercase().replace('#', "").split_whitespace().collect::<Vec<_>>().join(" ");
-    glob(&norm(pattern), &norm(asm))
+    use guest_payloads::encode::normalise;
+    glob(&normalise(pattern), &normalise(asm))
 }
 
 /// `*`-only glob, anchored.

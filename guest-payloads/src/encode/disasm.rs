@@ -110,3 +110,14 @@ impl Disassembler {
         Ok(out)
     }
 }
+
+/// Disassembly text in a comparable form: lower case, no `#`, single spaces, no space after a
+/// comma. Case files' `asm`, Capstone's text and waiver patterns all meet in this form.
+pub fn normalise(asm: &str) -> String {
+    asm.to_ascii_lowercase().replace('#', "").split_whitespace().collect::<Vec<_>>().join(" ").replace(", ", ",")
+}
+
+/// Whether two disassembly texts say the same instruction (see [`normalise`]).
+pub fn same_text(a: &str, b: &str) -> bool {
+    normalise(a) == normalise(b)
+}

@@ -13,7 +13,7 @@ pub mod a64;
 pub mod disasm;
 pub mod t32;
 
-pub use disasm::{DisasmError, Disassembler};
+pub use disasm::{normalise, same_text, DisasmError, Disassembler};
 
 /// An instruction word (T32 32-bit: `hw1 << 16 | hw2`; T32 16-bit: the halfword).
 pub type Word = u32;

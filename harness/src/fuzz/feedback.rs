@@ -12,10 +12,11 @@ use libafl_bolts::tuples::{Handle, Handled, MatchName, MatchNameRef};
 use libafl_bolts::Named;
 use trapdiff_arch::{Case, Outcome};
 
-use super::input::{fnv1a, CaseInput};
+use super::input::CaseInput;
 use super::observers::OutcomesObserver;
 use super::signature::{self, Find};
 use crate::known::KnownList;
+use trapdiff_arch::crc32::fnv1a64;
 
 fn outcomes_handle() -> Handle<OutcomesObserver> {
     OutcomesObserver::new().handle()
@@ -43,7 +44,7 @@ impl NoveltyFeedback {
         let mut new = false;
         for (b, o) in outcomes {
             for f in signature::features(b, o) {
-                new |= self.seen.insert(fnv1a(f.as_bytes()));
+                new |= self.seen.insert(fnv1a64(f.as_bytes()));
             }
         }
         new

@@ -56,17 +56,6 @@ impl CaseInput {
     }
 }
 
-/// FNV-1a 64: stable across runs and machines (std's hasher is randomly keyed), so names
-/// and signatures derived from it are reproducible.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// IPAs of the built-in seeds' regions (below 4 GiB so AArch32 cases can use them, above the
 /// runtime's reserved window; see `trapdiff_arch::abi`).
 pub const SEED_CODE: u64 = 0x4010_0000;

@@ -13,7 +13,7 @@ use crate::diff::Divergence;
 use crate::known::KnownList;
 use crate::run;
 
-use super::input::fnv1a;
+use trapdiff_arch::crc32::fnv1a64;
 
 /// The class of one event: for a synchronous exception its EC, and for aborts the ISS bits
 /// that say what kind of abort it was (ISV, DFSC, WnR, CM; with ISV the access size, sign
@@ -168,7 +168,7 @@ pub fn find(case: &Case, outcomes: &[(String, Outcome)], known: &KnownList) -> O
             _ => String::new(),
         };
         let key = format!("crash:{name}:{msg}");
-        return Some(Find { kind: FindKind::BackendCrash, signature: format!("crash-{name}-{:016x}", fnv1a(key.as_bytes())), key, divergences: Vec::new() });
+        return Some(Find { kind: FindKind::BackendCrash, signature: format!("crash-{name}-{:016x}", fnv1a64(key.as_bytes())), key, divergences: Vec::new() });
     }
     // What a run would judge: divergences a waiver or known issue covers are not finds.
     let ordered: Vec<(&str, &Outcome)> = outcomes.iter().map(|(n, o)| (n.as_str(), o)).collect();
@@ -183,7 +183,7 @@ pub fn find(case: &Case, outcomes: &[(String, Outcome)], known: &KnownList) -> O
         first.left,
         first.right,
         short_class(keys.first().and_then(|k| k.split_once(':')).map(|x| x.1).unwrap_or("")),
-        fnv1a(key.as_bytes())
+        fnv1a64(key.as_bytes())
     );
     Some(Find { kind: FindKind::Divergence, signature, key, divergences })
 }

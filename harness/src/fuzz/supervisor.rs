@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use trapdiff_arch::{Case, Outcome};
 
 use super::cli::{found_dir, FuzzArgs};
+use super::executor;
 use super::finds::save_find;
 use super::signature::{self, FindKind};
-use super::{executor, input};
 
 /// Set by the supervisor in the client processes it starts: their [`FuzzArgs`] as JSON.
 pub(crate) const CLIENT_ENV: &str = "TRAPDIFF_FUZZ_CLIENT";
@@ -60,7 +60,7 @@ fn save_abort(a: &FuzzArgs, seed: u64, out: &Path) -> Option<PathBuf> {
     let key = format!("abort:{backend}:{}", first.chars().filter(|c| !c.is_ascii_digit()).collect::<String>());
     let find = signature::Find {
         kind: FindKind::BackendCrash,
-        signature: format!("crash-{backend}-{:016x}", input::fnv1a(key.as_bytes())),
+        signature: format!("crash-{backend}-{:016x}", trapdiff_arch::crc32::fnv1a64(key.as_bytes())),
         key,
         divergences: Vec::new(),
     };
