@@ -11,6 +11,7 @@ pub mod fuzz;
 pub mod known;
 pub mod merge;
 pub mod paths;
+pub mod progress;
 pub mod quirks;
 pub mod replay;
 pub mod report;

@@ -10,7 +10,7 @@
 //! `outcomes.jsonl`, fsync'd per record, so `--resume` continues a killed run.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -261,12 +261,11 @@ pub fn exit_code(s: &Summary) -> u8 {
 }
 
 struct Progress {
-    tty: bool,
+    line: crate::progress::ProgressLine,
     total: usize,
     /// Cases done per backend, and when the last one finished.
     done: BTreeMap<String, (usize, Instant)>,
     started: Instant,
-    last: Instant,
     diverged: usize,
 }
 
@@ -277,23 +276,16 @@ impl Progress {
             e.0 += 1;
             e.1 = Instant::now();
         }
-        if !force && self.last.elapsed() < Duration::from_millis(if self.tty { 200 } else { 5000 }) {
+        if !force && !self.line.due() {
             return;
         }
-        self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
         let parts: Vec<String> = self
             .done
             .iter()
             .map(|(b, (n, last))| format!("{b} {n}/{} ({:.1}/s)", self.total, *n as f64 / last.duration_since(self.started).as_secs_f64().max(1e-6)))
             .collect();
-        let line = format!("{}  divergences {}  [{:.0}s]", parts.join("  "), self.diverged, secs);
-        if self.tty {
-            eprint!("\r\x1b[K{line}");
-        } else {
-            eprintln!("{line}");
-        }
-        let _ = std::io::stderr().flush();
+        self.line.show(&format!("{}  divergences {}  [{:.0}s]", parts.join("  "), self.diverged, secs));
     }
 }
 
@@ -470,8 +462,8 @@ pub fn run_resumable(
             None
         }
     });
-    let tty = std::io::stderr().is_terminal();
-    let mut progress = Progress { tty, total: n, done: BTreeMap::new(), started, last: Instant::now(), diverged: 0 };
+    let line = crate::progress::ProgressLine::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut progress = Progress { line, total: n, done: BTreeMap::new(), started, diverged: 0 };
     // Cases complete from the earlier run are judged up front.
     for i in 0..n {
         if outcomes[i].len() == n_sides && n_sides > 0 {
@@ -497,9 +489,7 @@ pub fn run_resumable(
         progress.tick(&name, false);
     }
     progress.tick("", true);
-    if tty {
-        eprintln!();
-    }
+    progress.line.finish();
     let mut per_backend_time: BTreeMap<String, Duration> = BTreeMap::new();
     let mut boot_findings: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for h in handles {

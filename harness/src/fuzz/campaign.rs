@@ -1,7 +1,6 @@
 //! The fuzzing loop: LibAFL's state, fuzzer and stages over the backends, the seed phase, and
 //! the minimisation and saving of each new find.
 
-use std::io::{IsTerminal, Write};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use super::stats::{stats_of, Counts, Stats};
 use super::{io, minimise, mutators, signature, FuzzError};
 use crate::backend::Backend;
 use crate::known::KnownList;
+use crate::progress::ProgressLine;
 
 /// The LibAFL state of a campaign: corpus and solutions in memory (the loop writes both out
 /// as case files).
@@ -79,7 +79,7 @@ where
         return Err(FuzzError::NoSeeds);
     }
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    let mut progress = ProgressLine::new(Duration::from_millis(500), Duration::from_secs(5));
     let mut executor = BackendsExecutor::new(backends);
     let names = executor.names();
     let mut feedback = NoveltyFeedback::new();
@@ -101,7 +101,6 @@ where
     // starting points); its outcomes seed the novelty feedback, and its divergence, if any,
     // counts as known (it is the suite's, reported by `trapdiff run`, not a find).
     let n = seeds.len();
-    let mut last_tick = Instant::now();
     let planted_mode = names.iter().any(|n| n == REFERENCE);
     let mut dropped = 0usize;
     for (k, case) in seeds.into_iter().enumerate().filter(|_| fresh) {
@@ -116,14 +115,8 @@ where
         fuzzer.objective_mut().observe_seed(&case, &outcomes);
         let id = state.corpus_mut().add(Testcase::from(CaseInput(case)))?;
         HasScheduler::<CaseInput, FuzzState>::scheduler_mut(&mut fuzzer).on_add(&mut state, id)?;
-        if cfg.progress && last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
-            last_tick = Instant::now();
-            let line = format!("[{:.0}s] seeding {}/{n}", started.elapsed().as_secs_f64(), k + 1);
-            if tty {
-                eprint!("\r\x1b[K{line}");
-            } else {
-                eprintln!("{line}");
-            }
+        if cfg.progress && progress.due() {
+            progress.show(&format!("[{:.0}s] seeding {}/{n}", started.elapsed().as_secs_f64(), k + 1));
         }
     }
     let initial = state.corpus().count();
@@ -170,14 +163,13 @@ where
             };
             let explanation = find.divergences.first().map(|d| d.explanation.clone()).unwrap_or_else(|| find.key.clone());
             if cfg.progress {
-                eprintln!(
-                    "{}find {sig}: {explanation} ({} -> {} instructions in {} execs){}",
-                    if tty { "\r\x1b[K" } else { "" },
+                progress.note(&format!(
+                    "find {sig}: {explanation} ({} -> {} instructions in {} execs){}",
                     p.case.code.insns.len(),
                     m.case.code.insns.len(),
                     m.execs,
                     path.as_ref().map(|p| format!(" -> {}", p.display())).unwrap_or_default()
-                );
+                ));
             }
             finds.push(FindReport {
                 kind: find.kind,
@@ -218,8 +210,7 @@ where
         }
         let execs = *state.executions();
         let done = started.elapsed() >= cfg.time || cfg.iters.is_some_and(|n| execs >= n);
-        if done || last_tick.elapsed() >= Duration::from_millis(if tty { 500 } else { 5000 }) {
-            last_tick = Instant::now();
+        if done || progress.due() {
             let counts = Counts {
                 initial,
                 corpus: count,
@@ -229,12 +220,7 @@ where
             };
             let st = stats_of(cfg.seed, started, execs, &executor, counts, &finds);
             if cfg.progress {
-                if tty {
-                    eprint!("\r\x1b[K{}", st.line());
-                } else {
-                    eprintln!("{}", st.line());
-                }
-                let _ = std::io::stderr().flush();
+                progress.show(&st.line());
             }
             if let Some(o) = &cfg.out {
                 if done {
@@ -249,9 +235,7 @@ where
                 std::fs::write(&p, serde_json::to_string_pretty(&st).unwrap_or_default() + "\n").map_err(io(&p))?;
             }
             if done {
-                if cfg.progress && tty {
-                    eprintln!();
-                }
+                progress.finish();
                 return Ok(st);
             }
         }
