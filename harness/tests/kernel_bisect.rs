@@ -5,20 +5,25 @@
 //!
 //! The tree is made at run time from Debian's linux-source-6.1 (`bash ci/setup.sh
 //! kernel-source`; never committed here): commit 1 is the release, then four commits of
-//! which one is a KVM change the cmo suite sees — it drops kvm_handle_guest_abort()'s "cache
-//! maintenance outside any memslot: skip the instruction" branch, so DC CIVAC on an MMIO
-//! hole no longer completes but fails KVM_RUN (no syndrome: ENOSYS) — and the others are
-//! benign (documentation, a comment). `trapdiff bisect` must name the KVM commit. The tree
-//! and the kernel build (build/kernel-bisect/) are kept, so a rerun is incremental.
+//! which one is a KVM change an fp32 suite case sees — the VHE world switch sets
+//! FPEXC32_EL2.EN on every entry, re-introducing a 2018 bug, so an AArch32 guest's FPEXC.EN=0
+//! is lost after a stage-2 fault and VADD runs instead of being UNDEFINED — and the others
+//! are benign (documentation, a comment). `trapdiff bisect` must name the KVM commit. The
+//! tree and the kernel build (build/kernel-bisect/) are kept, so a rerun is incremental.
+//! (A cmo change would not do: QEMU's TCG performs DC CIVAC/CVAC/IVAC and IC IVAU without a
+//! translation, so the nested KVM never sees their stage-2 aborts.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
-/// The case the KVM commit changes (agrees on the Debian 6.1 kernel).
-const CASE: &str = "corpus/suite/cmo/a64-el1-dc-civac-mmio.json";
-/// Bump when the fixture's commits change, so a kept tree is made again.
-const FIXTURE: &str = "kernel-bisect fixture v1";
+/// The case the KVM commit changes (agrees on the Debian 6.1 kernel): VADD.F64 at EL0 with
+/// FPEXC.EN clear must be UNDEFINED.
+const CASE: &str = "corpus/suite/fp32/a32-el0-vadd-f64-cpacr-full-fpexc-0.json";
+/// Bump when the fixture's commits change, so a kept tree is made again (and the kernel build
+/// with it: the unpacked files keep the archive's mtimes, older than objects built from an
+/// earlier fixture's edits).
+const FIXTURE: &str = "kernel-bisect fixture v2";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root")
@@ -71,7 +76,8 @@ fn edit(tree: &Path, file: &str, old: &str, new: &str) {
 
 /// Commit everything with a fixed date (so the fixture's hashes are the same every time).
 fn commit(tree: &Path, n: u32, subject: &str, body: &str) -> String {
-    git(tree, &["add", "-A"]);
+    // -f: Debian's packaging appends `/*` to the tree's .gitignore.
+    git(tree, &["add", "-A", "-f"]);
     let date = format!("2026-01-{:02}T12:00:00+0000", n);
     let out = Command::new("git")
         .arg("-C")
@@ -85,30 +91,33 @@ fn commit(tree: &Path, n: u32, subject: &str, body: &str) -> String {
     git(tree, &["rev-parse", "HEAD"])
 }
 
-/// The KVM change: kvm_handle_guest_abort() no longer skips a CMO outside every memslot;
-/// such a CMO goes to io_mem_abort() like any access there (a revert of "arm/arm64: KVM:
-/// Handle out-of-RAM cache maintenance as a NOP").
-const CM_SKIP: &str = "\t\t/*
-\t\t * Check for a cache maintenance operation. Since we
-\t\t * ended-up here, we know it is outside of any memory
-\t\t * slot. But we can't find out if that is for a device,
-\t\t * or if the guest is just being stupid. The only thing
-\t\t * we know for sure is that this range cannot be cached.
-\t\t *
-\t\t * So let's assume that the guest is just being
-\t\t * cautious, and skip the instruction.
-\t\t */
-\t\tif (kvm_is_error_hva(hva) && kvm_vcpu_dabt_is_cm(vcpu)) {
-\t\t\tkvm_incr_pc(vcpu);
-\t\t\tret = 1;
-\t\t\tgoto out_unlock;
-\t\t}
+/// The KVM change, in the VHE world switch: FPEXC32_EL2.EN is set on every entry instead of
+/// only when the guest's FP state is not loaded (so FP traps come to EL2) — the bug "arm64:
+/// KVM: Only force FPEXC32_EL2.EN if trapping FPSIMD" (2018) fixed. An entry after an exit the
+/// guest never sees (a stage-2 fault on RAM, handled in the kernel) then overwrites the FPEXC
+/// an AArch32 guest wrote while it owned the FP registers.
+const FPEXC_ANCHOR: &str = "\tif (guest_owns_fp_regs(vcpu)) {
+\t\tif (vcpu_has_sve(vcpu))
+\t\t\tval |= CPACR_EL1_ZEN_EL0EN | CPACR_EL1_ZEN_EL1EN;
+\t} else {
+\t\tval &= ~(CPACR_EL1_FPEN_EL0EN | CPACR_EL1_FPEN_EL1EN);
+\t\t__activate_traps_fpsimd32(vcpu);
+\t}
+";
+const FPEXC_EAGER: &str = "\t/* AArch32 guests: FPEXC.EN set, so FP traps reach EL2. */
+\t__activate_traps_fpsimd32(vcpu);
 
+\tif (guest_owns_fp_regs(vcpu)) {
+\t\tif (vcpu_has_sve(vcpu))
+\t\t\tval |= CPACR_EL1_ZEN_EL0EN | CPACR_EL1_ZEN_EL1EN;
+\t} else {
+\t\tval &= ~(CPACR_EL1_FPEN_EL0EN | CPACR_EL1_FPEN_EL1EN);
+\t}
 ";
 
 /// The fixture tree; returns (commits oldest first as (hash, subject), the KVM commit).
 fn fixture(tree: &Path) -> (Vec<(String, String)>, String) {
-    let marker = tree.with_extension("fixture");
+    let marker = tree.parent().expect("parent").join(format!("{}.fixture", tree.file_name().expect("name").to_string_lossy()));
     let kept = std::fs::read_to_string(&marker).ok().filter(|m| m.starts_with(FIXTURE));
     if let Some(m) = kept {
         let clean = Command::new("git").arg("-C").arg(tree).args(["status", "--porcelain", "--untracked-files=no"]).output().is_ok_and(|o| o.status.success() && o.stdout.is_empty());
@@ -144,9 +153,9 @@ fn fixture(tree: &Path) -> (Vec<(String, String)>, String) {
     let s = "Documentation: KVM: Say where the NISV fault IPA comes from";
     add(commit(tree, 2, s, "Documentation only."), s);
 
-    edit(tree, "arch/arm64/kvm/mmu.c", CM_SKIP, "");
-    let s = "KVM: arm64: Stop skipping cache maintenance outside memslots";
-    let bad = commit(tree, 3, s, "A CMO to an IPA outside every memslot was silently skipped. Let io_mem_abort()\nhandle it like any other access there instead (revert of \"arm/arm64: KVM:\nHandle out-of-RAM cache maintenance as a NOP\").");
+    edit(tree, "arch/arm64/kvm/hyp/vhe/switch.c", FPEXC_ANCHOR, FPEXC_EAGER);
+    let s = "KVM: arm64: Set FPEXC32_EL2.EN on every guest entry";
+    let bad = commit(tree, 3, s, "Simplify __activate_traps(): enable AArch32 FP/SIMD in FPEXC32_EL2 whether or not\nthe guest's FP state is loaded.");
     add(bad.clone(), s);
 
     edit(tree, "arch/arm64/kvm/mmio.c", "/* Now prepare kvm_run for the potential return to userland. */", "/* Now prepare kvm_run for the potential return to userspace. */");
@@ -177,6 +186,13 @@ fn bisect_names_the_kvm_commit() {
     let tree = work.join("linux-6.1");
     let out = work.join("out");
     let (commits, bad) = fixture(&tree);
+    // A build from another fixture version may hold objects newer than the files it edited.
+    let stamp = out.join("fixture-version");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(FIXTURE) {
+        let _ = std::fs::remove_dir_all(out.join("kernel"));
+        std::fs::create_dir_all(&out).expect("mkdir out");
+        std::fs::write(&stamp, FIXTURE).expect("write the fixture stamp");
+    }
     let head_before = git(&tree, &["rev-parse", "HEAD"]);
     let t0 = std::time::Instant::now();
     let run = Command::new(env!("CARGO_BIN_EXE_trapdiff"))
@@ -186,10 +202,11 @@ fn bisect_names_the_kvm_commit() {
         .arg("--out")
         .arg(&out)
         .arg(root().join(CASE))
+        .stderr(std::process::Stdio::inherit())
         .output()
         .expect("trapdiff bisect runs");
     let stdout = String::from_utf8_lossy(&run.stdout);
-    eprintln!("{}\n{stdout}\nbisect took {:.0} s", String::from_utf8_lossy(&run.stderr), t0.elapsed().as_secs_f64());
+    eprintln!("{stdout}\nbisect took {:.0} s", t0.elapsed().as_secs_f64());
     assert!(run.status.success(), "trapdiff bisect failed: {}", run.status);
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with(&format!("first bad commit: {bad} ")), "want the KVM commit {bad}, got: {last}");
