@@ -235,7 +235,7 @@ struct Restore {
 impl Drop for Restore {
     fn drop(&mut self) {
         if self.bisecting {
-            if let Err(e) = git(&self.tree, &["bisect", "reset", "--quiet"]) {
+            if let Err(e) = git(&self.tree, &["bisect", "reset"]) {
                 eprintln!("bisect: {e}");
             }
         }
