@@ -95,8 +95,9 @@ apt_install() {
     apt-get install -y -qq --no-install-recommends $need >/dev/null
 }
 
-# Cross-building an arm64 kernel (`trapdiff kernel build`): the host gcc builds scripts/,
-# flex/bison/bc/libssl/libelf are what its Makefiles call for.
+# Cross-building an arm64 kernel (`trapdiff kernel build`): the host gcc builds scripts/, and
+# kconfig and the build call flex, bison and bc; libssl/libelf headers are the kernel's other
+# documented build needs (certs, objtool), unused by ci/kernel.config but cheap.
 KERNEL_TOOL_PKGS=(make gcc libc6-dev gcc-aarch64-linux-gnu flex bison bc libssl-dev libelf-dev git xz-utils)
 KERNEL_SOURCE_PKGS=(linux-source-6.1)
 
