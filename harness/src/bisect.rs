@@ -140,7 +140,7 @@ pub fn step(cfg: &StepConfig, role: &str) -> Result<Step, String> {
         Err(e @ (kernel::BuildError::MissingTool { .. } | kernel::BuildError::Fragment(..) | kernel::BuildError::NotATree(_))) => return Err(e.to_string()),
         Err(e) => {
             eprintln!("bisect: the kernel at {commit} does not build: skipped\n{e}");
-            s.build_error = Some(e.to_string().lines().next().unwrap_or_default().to_string());
+            s.build_error = Some(e.summary());
             s.build_seconds = started.elapsed().as_secs_f64();
         }
         Ok(b) => {
@@ -199,8 +199,8 @@ pub fn render_step(s: &Step) -> String {
         Some(e) => format!("build failed ({e})"),
         None => format!("build {:.0} s{}", s.build_seconds, if s.configured { " (configured)" } else { "" }),
     };
-    let cases: Vec<String> = s.cases.iter().map(|(n, v, _)| format!("{n}={}", v.name())).collect();
-    format!("{:<10} {} {:<50} {build}, {}; {:.0} s -> {}", s.role, &s.commit[..12.min(s.commit.len())], truncate(&s.subject, 50), cases.join(" "), s.seconds, s.judgement.name())
+    let cases: String = s.cases.iter().map(|(n, v, _)| format!(", {n}={}", v.name())).collect();
+    format!("{:<10} {} {:<50} {build}{cases}; {:.0} s -> {}", s.role, &s.commit[..12.min(s.commit.len())], truncate(&s.subject, 50), s.seconds, s.judgement.name())
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -352,5 +352,8 @@ mod tests {
         let l = render_step(&s);
         assert!(l.contains("0123456789ab") && l.contains("build 61 s") && l.contains("a64-el1-dc-civac-mmio=diverge") && l.ends_with("-> bad"), "{l}");
         assert!(!l.contains('\n'));
+        let failed = Step { build_error: Some("`make -j2 Image` failed (exit 2), log x".into()), cases: Vec::new(), judgement: Judgement::Skip, ..s };
+        let l = render_step(&failed);
+        assert!(l.contains("build failed (`make -j2 Image` failed (exit 2), log x); 70 s -> skip"), "{l}");
     }
 }

@@ -90,6 +90,16 @@ pub enum BuildError {
     Io(PathBuf, std::io::Error),
 }
 
+impl BuildError {
+    /// One line, without the log's tail (for step logs).
+    pub fn summary(&self) -> String {
+        match self {
+            BuildError::Make { step, status, log, .. } => format!("`make {step}` failed (exit {status}), log {}", log.display()),
+            other => other.to_string().lines().next().unwrap_or_default().to_string(),
+        }
+    }
+}
+
 /// What a build produced.
 #[derive(Clone, Debug)]
 pub struct Built {
