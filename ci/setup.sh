@@ -2,6 +2,9 @@
 # Installs and builds everything trapdiff needs, and is quick when it is all there.
 #   ci/setup.sh            packages + default kernel + refhyp + kvm-agent
 #   ci/setup.sh packages   system packages only
+#   ci/setup.sh kernel-tools    what `trapdiff kernel build` needs (cross gcc, flex, bison, ...)
+#   ci/setup.sh kernel-source   Debian's linux-source-6.1 (/usr/src/linux-source-6.1.tar.xz),
+#                               the tree the kernel build and bisect tests are made from
 # Debian 12 is the proven platform (docs/DESIGN.md "Toolchains"). As root it installs system
 # packages with apt; otherwise it prints the exact command and exits 1.
 set -euo pipefail
@@ -72,6 +75,31 @@ install_packages() {
         fi
     fi
 }
+
+# apt_install WHY PKG...: install what is missing (as root), else print the command, exit 1.
+apt_install() {
+    local why="$1" need
+    shift
+    need=$(missing_pkgs "$@")
+    [ -n "$need" ] || return 0
+    if [ "$(id -u)" != 0 ]; then
+        log "missing packages for $why:" $need
+        log "run as root:"
+        echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends" $need
+        exit 1
+    fi
+    log "installing for $why:" $need
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $need >/dev/null
+}
+
+# Cross-building an arm64 kernel (`trapdiff kernel build`): the host gcc builds scripts/, and
+# kconfig and the build call flex, bison and bc; libssl/libelf headers are the kernel's other
+# documented build needs (certs, objtool), unused by ci/kernel.config but cheap.
+KERNEL_TOOL_PKGS=(make gcc libc6-dev gcc-aarch64-linux-gnu flex bison bc libssl-dev libelf-dev git xz-utils)
+KERNEL_SOURCE_PKGS=(linux-source-6.1)
 
 # ---- guest kernels: Debian arm64 Image packages ------------------------------------------
 # unpack_kernel PKG [VERSION]: download PKG:arm64 into build/kernel/PKG (Image, config,
@@ -171,6 +199,10 @@ build_agent() {
 }
 
 what="${1:-all}"
+case "$what" in
+    kernel-tools) apt_install "kernel builds" "${KERNEL_TOOL_PKGS[@]}"; exit 0 ;;
+    kernel-source) apt_install "the kernel source" "${KERNEL_SOURCE_PKGS[@]}"; ls /usr/src/linux-source-6.1.tar.xz; exit 0 ;;
+esac
 install_packages
 case "$what" in
     packages) ;;

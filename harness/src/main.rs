@@ -148,6 +148,99 @@ enum Cmd {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Kernel trees: `kernel build SRC` cross-builds an arm64 Image for the kvm backend.
+    Kernel {
+        #[command(subcommand)]
+        cmd: KernelCmd,
+    },
+    /// Find the kernel commit that broke cases: `git bisect run` in TREE, each step a kernel
+    /// build (incremental, one build directory) and a run of CASE... on the backends, judged
+    /// as `trapdiff run` judges (waivers and known issues apply).
+    ///
+    /// A commit is bad when any case's verdict is `diverge` or `kernel-finding`; good when
+    /// every case agrees (or is waived or known); skipped (exit 125) when its kernel does not
+    /// build or a case cannot be judged (error, skipped, no comparison). GOOD and BAD are
+    /// checked first. TREE must be clean and is left as found. Prints each step and the
+    /// first bad commit; OUT holds the kernel build (kernel/), each step's reports
+    /// (steps/<commit>/), steps.jsonl and git-bisect.log. Exit 0 when a first bad commit was
+    /// found, 2 otherwise.
+    Bisect {
+        /// A commit where the cases pass.
+        #[arg(long)]
+        good: String,
+        /// A later commit where they fail.
+        #[arg(long)]
+        bad: String,
+        /// Case files or directories.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        /// The kernel git tree (default: the current directory).
+        #[arg(long, default_value = ".")]
+        src: PathBuf,
+        /// Output directory (default: build/bisect/<name of TREE>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        step: StepArgs,
+    },
+    /// One bisect step in the checked-out TREE (run by `git bisect run`): exit 0 good, 1 bad,
+    /// 125 skip, 128 abort.
+    #[command(hide = true)]
+    BisectStep {
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        step: StepArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct StepArgs {
+    /// Backends each step runs the cases on.
+    #[arg(long, default_value = "model,kvm", value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Policy profile the model predicts with.
+    #[arg(long, default_value = "linux-6.1")]
+    policy: String,
+    /// make -j for the kernel builds (default: every core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KernelCmd {
+    /// Cross-build SRC (an arm64-capable kernel tree) out of tree with
+    /// `make O=DIR ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-`, configured from
+    /// ci/kernel.config on top of allnoconfig; incremental on rebuild. The build log is
+    /// DIR/build.log; the Image path is the last line on stdout
+    /// (for `trapdiff run --kernel`).
+    Build {
+        src: PathBuf,
+        /// Build directory (default: build/kernels/<name of SRC>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// make -j (default: every core).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+}
+
+/// A bisect step's settings with absolute paths (git runs the steps in TREE).
+fn step_config(src: &std::path::Path, out: &std::path::Path, cases: &[PathBuf], a: &StepArgs) -> Result<trapdiff::bisect::StepConfig, String> {
+    let abs = |p: &std::path::Path| p.canonicalize().map_err(|e| format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(trapdiff::bisect::StepConfig {
+        src: abs(src)?,
+        out: abs(out)?,
+        cases: cases.iter().map(|c| abs(c)).collect::<Result<_, _>>()?,
+        backends: a.backends.clone(),
+        policy: a.policy.clone(),
+        jobs: a.jobs.unwrap_or_else(trapdiff::kernel::default_jobs),
+    })
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -509,6 +602,79 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            }
+        }
+        Cmd::Kernel { cmd: KernelCmd::Build { src, out, jobs } } => {
+            let out = out.unwrap_or_else(|| trapdiff::kernel::default_out(&src));
+            match trapdiff::kernel::build(&src, &out, jobs.unwrap_or_else(trapdiff::kernel::default_jobs)) {
+                Ok(b) => {
+                    eprintln!(
+                        "kernel: {} built in {:.0} s{}",
+                        if b.release.is_empty() { "?" } else { &b.release },
+                        b.seconds,
+                        if b.configured { " (configured)" } else { "" }
+                    );
+                    println!("{}", b.image.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Bisect { good, bad, cases, src, out, step } => {
+            let out = out.unwrap_or_else(|| trapdiff::bisect::default_out(&src.canonicalize().unwrap_or(src.clone())));
+            let cfg = match step_config(&src, &out, &cases, &step) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // Every case must load before the first build.
+            for r in case_file::load_all(&cfg.cases) {
+                if let Err(e) = r {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: cannot find the trapdiff binary: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match trapdiff::bisect::bisect(&cfg, &good, &bad, &exe) {
+                Ok(f) => {
+                    println!("steps ({} builds and runs, {:.0} s in all):", f.steps.len(), f.seconds);
+                    for s in &f.steps {
+                        println!("  {}", trapdiff::bisect::render_step(s));
+                    }
+                    println!("reports in {}", cfg.out.display());
+                    println!("first bad commit: {} {}", f.commit, f.subject);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    for s in trapdiff::bisect::read_steps(&cfg.steps_file()) {
+                        eprintln!("  {}", trapdiff::bisect::render_step(&s));
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::BisectStep { cases, src, out, step } => {
+            // A panic would exit 101, which git bisect run takes for "bad": abort instead.
+            let r = std::panic::catch_unwind(|| step_config(&src, &out, &cases, &step).and_then(|cfg| trapdiff::bisect::step(&cfg, "bisect")));
+            match r {
+                Ok(Ok(s)) => ExitCode::from(s.judgement.exit_code()),
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(trapdiff::bisect::ABORT)
+                }
+                Err(_) => ExitCode::from(trapdiff::bisect::ABORT),
             }
         }
         Cmd::Replay { case, backend } => {
