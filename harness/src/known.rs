@@ -106,6 +106,10 @@ pub enum FaultClass {
     /// KVM_RUN -EFAULT ("Unsupported FSC", arch/arm64/kvm/mmu.c kvm_handle_guest_abort) on a
     /// case with Device memory at stage 2.
     Stage2Alignment,
+    /// An abort the hypervisor injects at the VMM's request: a guest data abort right after an
+    /// MMIO or NISV exit (KVM_SET_VCPU_EVENTS ext_dabt_pending, api.rst 4.31; KVM then enters
+    /// the guest at its abort vector: arch/arm64/kvm/hyp/exception.c).
+    Injected,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +232,14 @@ impl FaultClass {
             FaultClass::Stage2Alignment => {
                 // include/uapi/asm-generic/errno-base.h: EFAULT = 14.
                 matches!(model.end, trapdiff_arch::outcome::End::RunError { errno: 14 }) && case.memory.iter().any(|r| r.kind == RegionKind::Device)
+            }
+            FaultClass::Injected => {
+                let abort = |e: &Event| match e {
+                    Event::Exception { vector: Vector::DataAbort, .. } => true,
+                    Event::Exception { vector: Vector::Sync, syndrome, .. } => Esr(*syndrome).data_abort().is_some(),
+                    _ => false,
+                };
+                model.events.windows(2).any(|w| matches!(w[0], Event::Mmio { .. } | Event::Nisv { .. }) && abort(&w[1]))
             }
         }
     }
@@ -444,6 +456,20 @@ mod tests {
             reason: "r".into(),
             reference: "ref".into(),
         }
+    }
+
+    #[test]
+    fn an_injected_abort_is_an_exception_right_after_an_exit() {
+        let c = case("dc zva, x1");
+        let exc = Event::Exception { vector: Vector::DataAbort, from_el0: false, syndrome: 0x210, far: Some(0x5000_0040), pc: 0x4000_0000, bad_spsr: None };
+        let nisv = Event::Nisv { esr_iss: 0x147, ipa: 0x5000_0040 };
+        let with = |events: Vec<Event>| Outcome { events, ..Outcome::default() };
+        assert!(FaultClass::Injected.predicted(&c, Some(&with(vec![nisv.clone(), exc.clone()]))));
+        assert!(!FaultClass::Injected.predicted(&c, Some(&with(vec![exc.clone()]))), "a fault the guest takes itself");
+        let undef = Event::Exception { vector: Vector::Undef, from_el0: false, syndrome: 0, far: None, pc: 0x4000_0004, bad_spsr: None };
+        assert!(!FaultClass::Injected.predicted(&c, Some(&with(vec![nisv.clone(), undef]))), "an UNDEF after an exit is the guest's own");
+        assert!(!FaultClass::Injected.predicted(&c, Some(&with(vec![exc, nisv]))));
+        assert!(!FaultClass::Injected.predicted(&c, None));
     }
 
     #[test]
