@@ -107,7 +107,7 @@ pub enum FaultClass {
     /// case with Device memory at stage 2.
     Stage2Alignment,
     /// An abort the hypervisor injects at the VMM's request: a guest data abort right after an
-    /// MMIO or NISV exit (KVM_SET_VCPU_EVENTS ext_dabt_pending, api.rst 4.31; KVM then enters
+    /// MMIO or NISV exit (Documentation/virt/kvm/api.rst, KVM_SET_VCPU_EVENTS: ext_dabt_pending; KVM then enters
     /// the guest at its abort vector: arch/arm64/kvm/hyp/exception.c).
     Injected,
 }
