@@ -22,6 +22,8 @@ pub struct BenchLine {
     pub per_boot_cps: f64,
     pub per_boot_cases: usize,
     pub errors: usize,
+    /// Where the persistent instance's time went (live backends).
+    pub phases: Option<crate::backend::Phases>,
 }
 
 /// Run `cases` on every spec; `per_boot` caps how many cases the one-boot-per-case pass runs
@@ -37,6 +39,7 @@ pub fn bench(cases: &[Case], specs: &[BackendSpec], per_boot: usize) -> Vec<Benc
             per_boot_cps: 0.0,
             per_boot_cases: 0,
             errors: 0,
+            phases: None,
         };
         let t_boot = Instant::now();
         let Ok(mut b) = (spec.make)() else {
@@ -56,6 +59,7 @@ pub fn bench(cases: &[Case], specs: &[BackendSpec], per_boot: usize) -> Vec<Benc
             line.errors += usize::from(matches!(o.end, End::BackendError { .. }));
         }
         line.persistent_cps = cases.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
+        line.phases = b.phases();
         drop(b);
         if spec.name != "model" {
             let n = per_boot.min(cases.len());
@@ -87,6 +91,28 @@ pub fn render(lines: &[BenchLine]) -> String {
             ("-".into(), "-".into())
         };
         let _ = writeln!(s, "| {} | {} | {:.1} | {:.1} | {pb} | {ratio} | {} |", l.backend, l.cases, l.persistent_cps, l.boot_seconds, l.errors);
+    }
+    let live: Vec<_> = lines.iter().filter_map(|l| l.phases.filter(|p| p.cases > 0).map(|p| (l, p))).collect();
+    if !live.is_empty() {
+        s.push_str("\nPer case (mean over the persistent pass, warm-up included):\n\n| backend | lower ms | round trip ms | target ms | channel + harness ms | decode ms | job bytes | via mailbox | report bytes |\n|---|---|---|---|---|---|---|---|---|\n");
+        for (l, p) in live {
+            let n = p.cases as f64;
+            let ms = |us: u64| us as f64 / n / 1000.0;
+            let _ = writeln!(
+                s,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {}/{} | {:.0} |",
+                l.backend,
+                ms(p.lower_us),
+                ms(p.round_trip_us),
+                ms(p.target_us),
+                ms(p.round_trip_us.saturating_sub(p.target_us)),
+                ms(p.decode_us),
+                p.job_bytes as f64 / n,
+                p.mailbox_jobs,
+                p.cases,
+                p.report_bytes as f64 / n,
+            );
+        }
     }
     s
 }

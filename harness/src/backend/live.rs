@@ -19,7 +19,7 @@ use trapdiff_arch::wire::{HostMsg, TargetInfo, TargetMsg};
 use trapdiff_arch::{Case, Outcome};
 
 use super::qemu::{Target, TargetConfig, TargetError};
-use super::Backend;
+use super::{Backend, Phases};
 
 /// Extra time on top of a case's own watchdog before the harness gives up on the target.
 pub const REPLY_MARGIN: Duration = Duration::from_secs(10);
@@ -60,6 +60,7 @@ pub struct LiveBackend {
     mailbox: Option<Box<dyn Mailbox>>,
     /// The target said it reads the mailbox (`mailbox` in its Hello caps).
     mailbox_on: bool,
+    phases: Phases,
 }
 
 impl LiveBackend {
@@ -80,6 +81,7 @@ impl LiveBackend {
             quirks: Quirks::NONE,
             mailbox: None,
             mailbox_on: false,
+            phases: Phases::default(),
         }
     }
 
@@ -102,6 +104,7 @@ impl LiveBackend {
         if let (true, Some(m)) = (self.mailbox_on, self.mailbox.as_mut()) {
             let payload = postcard::to_allocvec(msg).map_err(|e| TargetError::Encode(e.to_string()))?;
             if m.takes(payload.len()) {
+                self.phases.mailbox_jobs += u64::from(matches!(msg, HostMsg::Run(_)));
                 let doorbell = m.post(&payload).map_err(|e| TargetError::Encode(format!("mailbox write: {e}")))?;
                 t.send_raw(&doorbell);
                 return Ok(());
@@ -250,7 +253,9 @@ impl Backend for LiveBackend {
         let started = Instant::now();
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let job = match guest_payloads::lower::lower(case, seq) {
+        let lowered = guest_payloads::lower::lower(case, seq);
+        let lowered_at = Instant::now();
+        let job = match lowered {
             Ok(j) => trapdiff_arch::wire::Job { quirks: self.quirks, ..j },
             Err(e) => {
                 return Outcome {
@@ -272,17 +277,29 @@ impl Backend for LiveBackend {
             return self.failure(e, started);
         }
         let timeout = Duration::from_millis(u64::from(job.timeout_ms)) + REPLY_MARGIN;
-        let reply = self.send(&HostMsg::Run(job.clone())).and_then(|_| loop {
+        let msg = HostMsg::Run(job);
+        let sent_at = Instant::now();
+        let reply = self.send(&msg).and_then(|_| loop {
             match self.recv(timeout)? {
                 TargetMsg::Result(r) if r.seq == seq => break Ok(r),
                 _ => continue,
             }
         });
+        let HostMsg::Run(job) = msg else { unreachable!("built above") };
         match reply {
             Ok(report) => {
+                let replied_at = Instant::now();
                 let mut out = guest_payloads::decode::decode(case, &job, &report);
                 out.meta = self.meta(started.elapsed());
                 out.meta.kernel_findings = self.take_findings();
+                let p = &mut self.phases;
+                p.cases += 1;
+                p.lower_us += (lowered_at - started).as_micros() as u64;
+                p.round_trip_us += (replied_at - sent_at).as_micros() as u64;
+                p.target_us += report.elapsed_us;
+                p.decode_us += replied_at.elapsed().as_micros() as u64;
+                p.job_bytes += postcard::to_allocvec(&job).map_or(0, |v| v.len()) as u64;
+                p.report_bytes += postcard::to_allocvec(&report).map_or(0, |v| v.len()) as u64;
                 out
             }
             Err(e) => self.failure(e, started),
@@ -295,6 +312,10 @@ impl Backend for LiveBackend {
 
     fn take_boot_findings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.boot_findings)
+    }
+
+    fn phases(&self) -> Option<Phases> {
+        Some(self.phases)
     }
 }
 

@@ -27,6 +27,31 @@ pub trait Backend: Send {
     fn take_boot_findings(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Where the time of the cases so far went (live backends; `trapdiff bench` prints it).
+    fn phases(&self) -> Option<Phases> {
+        None
+    }
+}
+
+/// Time and bytes of a live backend's cases, summed over the cases it ran: what `trapdiff
+/// bench` breaks a case's milliseconds into.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Phases {
+    pub cases: u64,
+    /// Lowering the case onto the runtime (`guest_payloads::lower`).
+    pub lower_us: u64,
+    /// Sending the job until its `Result` arrived (channel both ways + the target's work).
+    pub round_trip_us: u64,
+    /// The target's own time for the jobs (`Report::elapsed_us`).
+    pub target_us: u64,
+    /// Decoding the report into an outcome.
+    pub decode_us: u64,
+    /// Encoded job bytes sent (postcard, before any hex framing) and how many went through the
+    /// shared-memory mailbox.
+    pub job_bytes: u64,
+    pub mailbox_jobs: u64,
+    /// Encoded report bytes received (postcard).
+    pub report_bytes: u64,
 }
 
 pub mod initramfs;
