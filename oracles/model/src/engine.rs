@@ -9,6 +9,9 @@ use unicorn_engine::{RegisterARM, RegisterARM64, Unicorn};
 /// Where the engine keeps its own code: inside the guest runtime's reserved range.
 const SCRATCH: u64 = trapdiff_arch::abi::RESERVED_BASE;
 
+/// The `until` of a step that needs none: in the scratch page, past its CLREX.
+const NO_EXIT: u64 = SCRATCH + 0x800;
+
 /// One data access Unicorn performed (or tried: `mapped == false` stopped the instruction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
@@ -50,6 +53,9 @@ pub struct Cpu {
     mapped: Vec<(u64, u64)>,
     /// What each mapped region holds, when it still equals a case's initial content.
     contents: Vec<Option<ContentKey>>,
+    /// An instruction that may arm Unicorn's exclusive monitor ran since it was last cleared:
+    /// only then does a reset pay for running a CLREX.
+    monitor_maybe_armed: bool,
 }
 
 /// What determines a region's initial bytes (case::Case::initial_bytes): its size, fill,
@@ -108,7 +114,17 @@ impl Cpu {
         uc.mem_map(SCRATCH, 0x1000, Prot::ALL).map_err(|e| err("scratch page", e))?;
         let clrex: u32 = if aarch64 { 0xd503_305f } else { 0xf57f_f01f };
         uc.mem_write(SCRATCH, &clrex.to_le_bytes()).map_err(|e| err("scratch page", e))?;
-        Ok(Cpu { uc, aarch64, mapped: Vec::new(), contents: Vec::new() })
+        Ok(Cpu { uc, aarch64, mapped: Vec::new(), contents: Vec::new(), monitor_maybe_armed: true })
+    }
+
+    /// Whether the regions mapped now are exactly `layout` (base, size), in order.
+    pub fn has_layout(&self, layout: &[(u64, u64)]) -> bool {
+        self.mapped == layout
+    }
+
+    /// The next step may arm the exclusive monitor (an exclusive or unclassified access).
+    pub fn note_exclusive(&mut self) {
+        self.monitor_maybe_armed = true;
     }
 
     /// Give Unicorn this case's regions with memory and their initial bytes. A layout equal to
@@ -228,7 +244,9 @@ impl Cpu {
         }
         // The runtime's ERET into the case clears the local exclusive monitor (Arm ARM D1.11
         // "Exception return": ClearExclusiveLocal).
-        self.clear_exclusive();
+        if self.monitor_maybe_armed {
+            self.clear_exclusive();
+        }
         if !self.aarch64 {
             // The runtime enters AArch32 cases in SYS mode (EL1) or USR mode (EL0), A/I/F masked
             // (guest-payloads lower.rs "Entry").
@@ -251,7 +269,12 @@ impl Cpu {
         // block there, so it never decodes the next word (its TCG front end aborts the process
         // on some unallocated encodings). It costs a translation per step, so the caller asks
         // for it only where such a word may follow.
-        let until = if single { pc + if thumb && !trapdiff_arch::case::t32_is_32bit(self.read_half(pc)) { 2 } else { 4 } } else { u64::MAX };
+        //
+        // Otherwise `until` is a mapped address nothing executes: after every emu_start Unicorn
+        // invalidates the translation at `until - 1` (softmmu/cpus.c resume_all_vcpus,
+        // uc_exit_invalidate_iter), and for u64::MAX that means a failed page walk and a
+        // longjmp per step — a quarter of the model's time.
+        let until = if single { pc + if thumb && !trapdiff_arch::case::t32_is_32bit(self.read_half(pc)) { 2 } else { 4 } } else { NO_EXIT };
         match self.uc.emu_start(begin, until, 0, 1) {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -267,12 +290,13 @@ impl Cpu {
 
     /// Clear the local exclusive monitor (what an exception return does).
     pub fn clear_exclusive(&mut self) {
+        self.monitor_maybe_armed = false;
         let saved_pc = self.pc();
         let cpsr = (!self.aarch64).then(|| self.uc.reg_read(RegisterARM::CPSR).unwrap_or(0x1df));
         if let Some(c) = cpsr {
             let _ = self.uc.reg_write(RegisterARM::CPSR, c & !(1 << 5));
         }
-        let _ = self.uc.emu_start(SCRATCH, u64::MAX, 0, 1);
+        let _ = self.uc.emu_start(SCRATCH, NO_EXIT, 0, 1);
         if let Some(c) = cpsr {
             let _ = self.uc.reg_write(RegisterARM::CPSR, c);
         }

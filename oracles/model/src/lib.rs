@@ -13,7 +13,8 @@
 //!            ──► Outcome { events, end, state, unknown, meta }
 //! ```
 //!
-//! `Model` holds one Unicorn instance per architecture and reuses them case after case.
+//! `Model` keeps a few Unicorn instances per architecture, one per memory layout seen lately,
+//! and reuses them case after case: remapping costs more than the rest of a small case.
 
 pub mod decode;
 pub mod engine;
@@ -27,7 +28,7 @@ pub use profile::{profile, Profile, PROFILES};
 use decode::capstone_check::Disassemblers;
 use engine::Cpu;
 use trapdiff_arch::outcome::{End, Meta};
-use trapdiff_arch::{Case, Isa, Outcome};
+use trapdiff_arch::{Case, Outcome};
 
 /// Setting up Unicorn or Capstone failed.
 #[derive(Debug)]
@@ -52,13 +53,30 @@ impl std::error::Error for ModelError {}
 /// The model oracle with its reusable engines.
 pub struct Model {
     profile: &'static Profile,
-    a64: Cpu,
-    a32: Cpu,
-    ctx64: unicorn_engine::Context,
-    ctx32: unicorn_engine::Context,
+    /// Unicorn instances, most recently used last; at most [`ENGINES_PER_ARCH`] per architecture.
+    engines: Vec<Engine>,
     dis: Disassemblers,
     /// Digests of initial region contents, which repeat across cases.
-    digests: std::collections::HashMap<engine::ContentKey, u64>,
+    digests: rustc_hash::FxHashMap<engine::ContentKey, u64>,
+}
+
+/// Engines kept per architecture. The suite has 9 layouts (4 A64, 5 AArch32); an engine costs
+/// about N MiB (`cargo bench -p trapdiff-model` prints the RSS).
+pub const ENGINES_PER_ARCH: usize = 6;
+
+/// One Unicorn instance and its undo context.
+struct Engine {
+    cpu: Cpu,
+    ctx: unicorn_engine::Context,
+    aarch64: bool,
+}
+
+impl Engine {
+    fn new(aarch64: bool) -> Result<Engine, ModelError> {
+        let cpu = Cpu::new(aarch64).map_err(|e| ModelError::Engine(e.0))?;
+        let ctx = cpu.context().map_err(|e| ModelError::Engine(e.0))?;
+        Ok(Engine { cpu, ctx, aarch64 })
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -84,12 +102,29 @@ impl Model {
     }
 
     pub fn try_new(profile: &'static Profile) -> Result<Model, ModelError> {
-        let a64 = Cpu::new(true).map_err(|e| ModelError::Engine(e.0))?;
-        let a32 = Cpu::new(false).map_err(|e| ModelError::Engine(e.0))?;
-        let ctx64 = a64.context().map_err(|e| ModelError::Engine(e.0))?;
-        let ctx32 = a32.context().map_err(|e| ModelError::Engine(e.0))?;
+        let engines = vec![Engine::new(true)?, Engine::new(false)?];
         let dis = Disassemblers::new().map_err(|e| ModelError::Capstone(e.0))?;
-        Ok(Model { profile, a64, a32, ctx64, ctx32, dis, digests: Default::default() })
+        Ok(Model { profile, engines, dis, digests: Default::default() })
+    }
+
+    /// Make the engine for a case the last of `engines` (most recently used): one already
+    /// holding its layout, else a new one while there is room, else the least recently used of
+    /// its architecture (remapped by `Run::new`).
+    fn pick_engine(&mut self, case: &Case) -> Result<(), ModelError> {
+        let aarch64 = engine::is_aarch64(case.state.isa);
+        let layout = run::layout(case);
+        let same_arch = || self.engines.iter().filter(|e| e.aarch64 == aarch64).count();
+        let pick = match self.engines.iter().position(|e| e.aarch64 == aarch64 && e.cpu.has_layout(&layout)) {
+            Some(i) => i,
+            None if same_arch() < ENGINES_PER_ARCH => {
+                self.engines.push(Engine::new(aarch64)?);
+                self.engines.len() - 1
+            }
+            None => self.engines.iter().position(|e| e.aarch64 == aarch64).unwrap_or(0),
+        };
+        let e = self.engines.remove(pick);
+        self.engines.push(e);
+        Ok(())
     }
 
     pub fn profile(&self) -> &'static Profile {
@@ -104,10 +139,17 @@ impl Model {
         if let Err(e) = case.validate() {
             return Outcome { end: End::Skipped { reason: format!("invalid case: {e}") }, meta, ..Outcome::default() };
         }
-        let (cpu, ctx) = if case.state.isa == Isa::A64 { (&mut self.a64, &mut self.ctx64) } else { (&mut self.a32, &mut self.ctx32) };
-        let mut outcome = match run::Run::new(case, self.profile, cpu, ctx, &self.dis, &mut self.digests) {
-            Ok(mut r) => r.run(),
-            Err(reason) => Outcome { end: End::Skipped { reason }, ..Outcome::default() },
+        let profile = self.profile;
+        let mut outcome = match self.pick_engine(case) {
+            Ok(()) => {
+                let last = self.engines.len() - 1;
+                let Engine { cpu, ctx, .. } = &mut self.engines[last];
+                match run::Run::new(case, profile, cpu, ctx, &self.dis, &mut self.digests) {
+                    Ok(mut r) => r.run(),
+                    Err(reason) => Outcome { end: End::Skipped { reason }, ..Outcome::default() },
+                }
+            }
+            Err(e) => Outcome { end: End::Skipped { reason: format!("the model could not start an engine: {e}") }, ..Outcome::default() },
         };
         outcome.meta = meta;
         outcome

@@ -1,7 +1,7 @@
 //! One case through the model: the fetch/decode/check/execute loop, the guest runtime's
 //! conventions (exception records, skip or end, limits) and the final state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use trapdiff_arch::abi;
 use trapdiff_arch::case::{ExceptionAction, MmioAction, NisvAction, Reg, RegValue, RegionKind, S1Perm};
@@ -91,7 +91,7 @@ pub(crate) struct Run<'a> {
     /// Content key of each region with memory (None for mmio), and its slot in the engine.
     keys: Vec<Option<ContentKey>>,
     slot_of: Vec<Option<usize>>,
-    digests: &'a mut HashMap<ContentKey, u64>,
+    digests: &'a mut rustc_hash::FxHashMap<ContentKey, u64>,
     gpr_save: Vec<u64>,
     accesses: Vec<Access>,
     /// The address the local exclusive monitor is armed for (model's view).
@@ -125,6 +125,12 @@ fn mask(len: u8) -> u64 {
     }
 }
 
+/// The regions Unicorn maps for `case` (those with memory), as (base, size) in case order:
+/// what `Run::new` maps, so an engine holding it needs no remap.
+pub(crate) fn layout(case: &Case) -> Vec<(u64, u64)> {
+    case.memory.iter().filter(|r| r.kind.has_memory()).map(|r| (r.ipa, r.size)).collect()
+}
+
 impl<'a> Run<'a> {
     pub(crate) fn new(
         case: &'a Case,
@@ -132,7 +138,7 @@ impl<'a> Run<'a> {
         cpu: &'a mut Cpu,
         ctx: &'a mut unicorn_engine::Context,
         dis: &'a Disassemblers,
-        digests: &'a mut HashMap<ContentKey, u64>,
+        digests: &'a mut rustc_hash::FxHashMap<ContentKey, u64>,
     ) -> Result<Run<'a>, String> {
         let isa = case.state.isa;
         let code_bytes = {
@@ -560,6 +566,8 @@ impl<'a> Run<'a> {
     fn unicorn_step(&mut self, pc: u64, size: u64, word: u32) -> Flow {
         let r = self.cpu.step(pc, self.isa == Isa::T32, self.single_step(pc));
         if !self.cpu.log().accesses.is_empty() {
+            // An access nothing classified could have armed the monitor.
+            self.cpu.note_exclusive();
             let text = self.dis.text(self.isa, &self.insn_bytes(word, size));
             return Flow::End(End::Skipped {
                 reason: format!("model gap: `{text}` at {pc:#x} accessed memory but neither the decoders nor Capstone classify it as an access"),
@@ -835,6 +843,9 @@ impl<'a> Run<'a> {
             self.cpu.save(self.ctx);
         } else {
             self.cpu.save_gprs(&mut self.gpr_save);
+        }
+        if matches!(m.class, MemClass::A64Exclusive | MemClass::A32Exclusive | MemClass::Unclassified) {
+            self.cpu.note_exclusive();
         }
         let r = self.cpu.step(pc, self.isa == Isa::T32, self.single_step(pc));
         let mut accesses = std::mem::take(&mut self.accesses);

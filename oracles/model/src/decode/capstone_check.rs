@@ -10,11 +10,12 @@ use capstone::arch::arm64::Arm64OperandType;
 use capstone::arch::{ArchOperand, BuildsCapstone};
 use capstone::Capstone;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use trapdiff_arch::Isa;
 
-/// (instruction set, instruction bytes) -> Capstone's answer.
-type Memo = HashMap<(Isa, Vec<u8>), Option<bool>>;
+/// (instruction set, instruction bytes (at most 4, little-endian), length) -> Capstone's answer.
+/// Looked up for every instruction the model steps: no allocation, a cheap hash.
+type Memo = FxHashMap<(Isa, u32, u8), Option<bool>>;
 
 /// Capstone handles for the three instruction sets.
 pub struct Disassemblers {
@@ -43,14 +44,19 @@ impl Disassemblers {
             a64: Capstone::new().arm64().mode(arm64::ArchMode::Arm).detail(true).build().map_err(e)?,
             a32: Capstone::new().arm().mode(arm::ArchMode::Arm).detail(true).build().map_err(e)?,
             t32: Capstone::new().arm().mode(arm::ArchMode::Thumb).detail(true).build().map_err(e)?,
-            memo: RefCell::new(HashMap::new()),
+            memo: RefCell::new(Memo::default()),
         })
     }
 
     /// Whether Capstone decodes `bytes` (one instruction, in memory order) to something with a
     /// memory operand. `None` when Capstone does not decode it at all.
     pub fn has_memory_operand(&self, isa: Isa, bytes: &[u8]) -> Option<bool> {
-        let key = (isa, bytes.to_vec());
+        if bytes.len() > 4 {
+            return self.ask(isa, bytes);
+        }
+        let mut w = [0u8; 4];
+        w[..bytes.len()].copy_from_slice(bytes);
+        let key = (isa, u32::from_le_bytes(w), bytes.len() as u8);
         if let Some(v) = self.memo.borrow().get(&key) {
             return *v;
         }
