@@ -9,8 +9,8 @@ use capstone::arch::arm::ArmOperandType;
 use capstone::arch::arm64::Arm64OperandType;
 use capstone::arch::{ArchOperand, BuildsCapstone};
 use capstone::Capstone;
-use std::cell::RefCell;
 use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 use trapdiff_arch::Isa;
 
 /// (instruction set, instruction bytes (at most 4, little-endian), length) -> Capstone's answer.
