@@ -172,6 +172,13 @@ impl Cpu {
         u16::from_le_bytes(b)
     }
 
+    /// Four bytes at `addr` as a little-endian word (0 where unmapped).
+    pub fn read_u32(&self, addr: u64) -> u32 {
+        let mut b = [0u8; 4];
+        let _ = self.uc.mem_read(addr, &mut b);
+        u32::from_le_bytes(b)
+    }
+
     pub fn read_mem(&self, addr: u64, len: usize) -> Vec<u8> {
         self.uc.mem_read_as_vec(addr, len).unwrap_or_else(|_| vec![0; len])
     }

@@ -101,6 +101,9 @@ pub(crate) struct Run<'a> {
     /// The case's code holds a word Unicorn must never translate ahead of time (see
     /// `single_step`).
     risky_code: bool,
+    /// The region (case order) holding the code, and the code with its end marker.
+    code_region: Option<usize>,
+    code_bytes: Vec<u8>,
 }
 
 fn reserved(addr: u64) -> bool {
@@ -207,6 +210,8 @@ impl<'a> Run<'a> {
             monitor: None,
             word: 0,
             risky_code: false,
+            code_region: case.memory.iter().position(|r| r.kind.has_memory() && case.code.ipa >= r.ipa && case.code.ipa - r.ipa < r.size),
+            code_bytes,
         }
         .with_risk_scan())
     }
@@ -305,8 +310,19 @@ impl<'a> Run<'a> {
     }
 
     fn fetch_word(&self, pc: u64) -> (u32, u64) {
+        let read = |addr: u64| -> [u8; 4] {
+            // The case's code as written, while nothing has stored into its region (the icache
+            // family does): no round trip through Unicorn's memory API.
+            let off = addr.wrapping_sub(self.case.code.ipa) as usize;
+            if self.code_region.is_some_and(|i| !self.dirty.contains(&i)) {
+                if let Some(b) = self.code_bytes.get(off..off + 4) {
+                    return [b[0], b[1], b[2], b[3]];
+                }
+            }
+            self.cpu.read_u32(addr).to_le_bytes()
+        };
+        let b = read(pc);
         if self.isa == Isa::T32 {
-            let b = self.cpu.read_mem(pc, 4);
             let hw1 = u16::from_le_bytes([b[0], b[1]]);
             if trapdiff_arch::case::t32_is_32bit(hw1) {
                 let hw2 = u16::from_le_bytes([b[2], b[3]]);
@@ -314,8 +330,7 @@ impl<'a> Run<'a> {
             }
             return (u32::from(hw1), 2);
         }
-        let b = self.cpu.read_mem(pc, 4);
-        (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4)
+        (u32::from_le_bytes(b), 4)
     }
 
     fn region_index(&self, addr: u64) -> Option<usize> {
