@@ -116,3 +116,116 @@ pub fn render(lines: &[BenchLine]) -> String {
     }
     s
 }
+
+/// This process's resident set, MiB (Linux /proc/self/status VmRSS).
+pub fn rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// This process's user+system CPU seconds (/proc/self/stat fields 14 and 15, in ticks of
+/// 1/100 s): on a shared machine the wall clock also counts other processes.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The model over every case of `cases` on one core (this thread), after a warm-up pass, for
+/// at least `min` of wall time. Returns (cases per wall second, cases per CPU second).
+pub fn model_suite(cases: &[Case], policy: &'static trapdiff_model::Profile, min: std::time::Duration) -> (f64, f64) {
+    let mut model = trapdiff_model::Model::new(policy);
+    for c in cases {
+        std::hint::black_box(model.predict(c));
+    }
+    let (t, cpu0) = (Instant::now(), cpu_seconds());
+    let mut n = 0u64;
+    while t.elapsed() < min || n == 0 {
+        for c in cases {
+            std::hint::black_box(model.predict(c));
+            n += 1;
+        }
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a).filter(|c| *c > 0.0).unwrap_or(wall);
+    (n as f64 / wall, n as f64 / cpu)
+}
+
+/// Resident memory while `n` generated cases (suite cases with 1-3 of the fuzzer's mutations
+/// each) go through the model and are judged against the unmutated case's prediction the
+/// way a run judges a pair. Returns (cases, RSS MiB) after each tenth.
+pub fn memory_soak(seeds: &[Case], policy: &'static trapdiff_model::Profile, n: usize, known: &crate::known::KnownList) -> Vec<(usize, f64)> {
+    use crate::fuzz::mutators::{mutate_checked, Mutation};
+    use libafl_bolts::rands::{Rand, StdRand};
+    let mut model = trapdiff_model::Model::new(policy);
+    let d = guest_payloads::encode::Disassembler::new().ok();
+    let mut rand = StdRand::with_seed(0x7d1f);
+    let mut used = vec![false; known.entries.len()];
+    let mut samples = Vec::new();
+    let tenth = (n / 10).max(1);
+    for done in 1..=n {
+        let seed = &seeds[rand.below_or_zero(seeds.len())];
+        let mut c = seed.clone();
+        for _ in 0..1 + rand.below_or_zero(3) {
+            let m = Mutation::ALL[rand.below_or_zero(Mutation::ALL.len())];
+            mutate_checked(m, &mut rand, &mut c, d.as_ref());
+        }
+        let a = model.predict(&c);
+        let b = model.predict(seed);
+        std::hint::black_box(crate::run::diff_pairs(&c, &[("model", &a), ("refhyp", &b)], known, &mut used));
+        if done % tenth == 0 {
+            samples.push((done, rss_mib().unwrap_or(0.0)));
+        }
+    }
+    samples
+}
+
+/// The memory figure: RSS after the first tenth, at half and at the end; flat when the
+/// second half grew it by under 5%.
+pub fn memory_target(samples: &[(usize, f64)]) -> Option<Target> {
+    let (first, last) = (samples.first()?, samples.last()?);
+    let half = samples.get(samples.len() / 2 - 1).unwrap_or(first);
+    Some(Target {
+        figure: "harness RSS over generated cases (model + judging)".into(),
+        measured: format!("{:.0} MiB at {}, {:.0} at {}, {:.0} at {}", first.1, first.0, half.1, half.0, last.1, last.0),
+        target: "flat (< 5% growth over the second half)".into(),
+        met: Some(last.1 <= half.1 * 1.05),
+    })
+}
+
+/// One headline figure beside its target (issue 15's table).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Target {
+    pub figure: String,
+    pub measured: String,
+    pub target: String,
+    /// None: a figure without a pass/fail target (a ratio, a note).
+    pub met: Option<bool>,
+}
+
+impl Target {
+    pub fn at_least(figure: &str, v: f64, min: f64, unit: &str) -> Target {
+        Target { figure: figure.into(), measured: format!("{v:.1} {unit}"), target: format!(">= {min} {unit}"), met: Some(v >= min) }
+    }
+    pub fn at_most(figure: &str, v: f64, max: f64, unit: &str) -> Target {
+        Target { figure: figure.into(), measured: format!("{v:.1} {unit}"), target: format!("< {max} {unit}"), met: Some(v < max) }
+    }
+    pub fn info(figure: &str, measured: String) -> Target {
+        Target { figure: figure.into(), measured, target: "-".into(), met: None }
+    }
+}
+
+pub fn render_targets(t: &[Target]) -> String {
+    let mut s = String::from("| figure | measured | target | met |\n|---|---|---|---|\n");
+    for x in t {
+        let met = match x.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        let _ = writeln!(s, "| {} | {} | {} | {met} |", x.figure, x.measured, x.target);
+    }
+    s
+}

@@ -36,8 +36,9 @@ struct BackendArgs {
     /// Policy profile the model predicts with (linux-6.1, reference).
     #[arg(long, default_value = "linux-6.1")]
     policy: String,
-    /// Persistent instances per live backend, side by side.
-    #[arg(long, default_value_t = 1)]
+    /// Persistent instances per live backend, side by side (default: the machine's CPUs; they
+    /// take cases from one shared queue).
+    #[arg(long, default_value_t = trapdiff::kernel::default_jobs())]
     jobs: usize,
     /// Re-introduce a historical KVM bug into the refhyp (repeatable; `trapdiff quirks` lists them).
     #[arg(long = "quirk", value_name = "NAME", value_parser = select::parse_quirk)]
@@ -117,6 +118,12 @@ enum Cmd {
         /// Cases for the one-boot-per-case pass (boots are slow).
         #[arg(long, default_value_t = 5)]
         per_boot: usize,
+        /// Generated cases for the memory figure (RSS after a tenth and at the end).
+        #[arg(long, default_value_t = 100_000)]
+        memory_cases: usize,
+        /// Leave out parts of the bench: `suite` (the whole suite on every backend), `memory`.
+        #[arg(long, value_delimiter = ',')]
+        skip: Vec<String>,
     },
     /// List the refhyp's quirks (historical KVM bugs it re-introduces on request); with
     /// --check, run the mutation check: the suite with each quirk on, and which cases catch it.
@@ -518,16 +525,25 @@ fn main() -> ExitCode {
             ExitCode::from(m.result.exit_code())
         }
         Cmd::Fuzz(args) => trapdiff::fuzz::main(args),
-        Cmd::Bench { paths: ps, backend, cases: n, per_boot } => {
+        Cmd::Bench { paths: ps, backend, cases: n, per_boot, memory_cases, skip } => {
             let ps = if ps.is_empty() { vec![paths::suite_dir()] } else { ps };
-            let all: Vec<_> = case_file::load_all(&ps).into_iter().filter_map(Result::ok).map(|(_, c)| c).collect();
+            let loaded: Vec<_> = case_file::load_all(&ps).into_iter().filter_map(Result::ok).collect();
+            let all: Vec<_> = loaded.iter().map(|(_, c)| c.clone()).collect();
             if all.is_empty() {
                 eprintln!("error: no cases to run");
                 return ExitCode::from(2);
             }
+            let known = match paths::known_list() {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let step = (all.len() / n.max(1)).max(1);
-            let picked: Vec<_> = all.into_iter().step_by(step).take(n).collect();
-            let specs = match select::specs(&BackendOptions { jobs: 1, ..options(&backend) }) {
+            let picked: Vec<_> = all.iter().step_by(step).take(n).cloned().collect();
+            let opts = options(&backend);
+            let specs = match select::specs(&BackendOptions { jobs: 1, ..opts.clone() }) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -536,6 +552,58 @@ fn main() -> ExitCode {
             };
             let lines = trapdiff::bench::bench(&picked, &specs, per_boot);
             print!("{}", trapdiff::bench::render(&lines));
+            let mut targets = Vec::new();
+            let line = |name: &str| lines.iter().find(|l| l.backend == name);
+            for (name, min) in [("refhyp", 300.0), ("kvm", 150.0)] {
+                if let Some(l) = line(name) {
+                    targets.push(trapdiff::bench::Target::at_least(
+                        &format!("{name}, one persistent instance, {} cases", l.cases),
+                        l.persistent_cps,
+                        min,
+                        "cases/s",
+                    ));
+                    if l.per_boot_cases > 0 {
+                        let ratio = l.persistent_cps / l.per_boot_cps.max(1e-9);
+                        targets.push(trapdiff::bench::Target::info(
+                            &format!("{name}, persistent vs one boot per case (kvm-unit-tests style)"),
+                            format!("{ratio:.0}x"),
+                        ));
+                    }
+                }
+            }
+            let policy = trapdiff_model::profile(&opts.policy).unwrap_or(trapdiff_model::PROFILES[0]);
+            if opts.names.is_empty() || opts.names.iter().any(|b| b == "model") {
+                let (wall, cpu) = trapdiff::bench::model_suite(&all, policy, std::time::Duration::from_secs(2));
+                targets.push(trapdiff::bench::Target::at_least(
+                    &format!("model, the {} cases, one core (per CPU second; {wall:.0}/s wall)", all.len()),
+                    cpu,
+                    10_000.0,
+                    "cases/s",
+                ));
+            }
+            if !skip.iter().any(|s| s == "suite") {
+                let jobs = trapdiff::kernel::default_jobs();
+                match select::specs(&BackendOptions { jobs, ..opts.clone() }) {
+                    Ok(specs) => {
+                        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+                        let r = run::run(loaded.clone(), Vec::new(), specs, &known, None);
+                        let s = &r.summary;
+                        eprintln!(
+                            "suite: {} cases, {} agree, {} waived, {} known, {} diverge, {} errors in {:.1} s",
+                            s.cases, s.agree, s.waived, s.known, s.diverge, s.errors, s.wall_seconds
+                        );
+                        let what = format!("the whole suite ({} cases) on {}, --jobs {jobs}, wall ({} errors)", s.cases, names.join("+"), s.errors);
+                        targets.push(trapdiff::bench::Target::at_most(&what, s.wall_seconds, 30.0, "s"));
+                    }
+                    Err(e) => eprintln!("suite: {e}"),
+                }
+            }
+            if !skip.iter().any(|s| s == "memory") && memory_cases > 0 {
+                let samples = trapdiff::bench::memory_soak(&all, policy, memory_cases, &known);
+                targets.extend(trapdiff::bench::memory_target(&samples));
+            }
+            println!();
+            print!("{}", trapdiff::bench::render_targets(&targets));
             if lines.iter().any(|l| l.errors > 0) {
                 ExitCode::from(2)
             } else {

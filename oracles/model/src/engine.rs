@@ -3,11 +3,14 @@
 //! model rolls Unicorn back when they say an instruction faulted.
 
 use trapdiff_arch::Isa;
-use unicorn_engine::unicorn_const::{Arch, HookType, MemType, Mode, Prot};
+use unicorn_engine::unicorn_const::{uc_ctl, uc_error, Arch, ControlType, HookType, MemType, Mode, Prot};
 use unicorn_engine::{RegisterARM, RegisterARM64, Unicorn};
 
 /// Where the engine keeps its own code: inside the guest runtime's reserved range.
 const SCRATCH: u64 = trapdiff_arch::abi::RESERVED_BASE;
+
+/// Each engine's translation buffer.
+const TCG_BUFFER_BYTES: u32 = 8 << 20;
 
 /// The `until` of a step that needs none: in the scratch page, past its CLREX.
 const NO_EXIT: u64 = SCRATCH + 0x800;
@@ -82,6 +85,17 @@ impl Cpu {
     pub fn new(aarch64: bool) -> Result<Cpu, EngineError> {
         let (arch, mode) = if aarch64 { (Arch::ARM64, Mode::ARM) } else { (Arch::ARM, Mode::ARM) };
         let mut uc = Unicorn::new_with_data(arch, mode, Log::default()).map_err(|e| err("open", e))?;
+        // The translation buffer defaults to 1 GiB (QEMU's DEFAULT_CODE_GEN_BUFFER_SIZE in
+        // accel/tcg/translate-all.c), filled before anything is reclaimed: over a fuzzing
+        // campaign's new words each engine's RSS grew towards it. A full buffer is flushed
+        // and refilled; a case needs a few KiB. Set before Unicorn initialises (uc.c,
+        // UC_CTL_TCG_BUFFER_SIZE); the binding has no wrapper for it.
+        let set = ControlType(ControlType::TCG_BUFFER_SIZE.0 | ControlType::IO_WRITE.0);
+        // SAFETY: a valid handle, and the control's one argument is a uint32_t (unicorn.h).
+        let r = unsafe { uc_ctl(uc.get_handle(), set, TCG_BUFFER_BYTES) };
+        if r != uc_error::OK {
+            return Err(err("translation buffer size", r));
+        }
         if aarch64 {
             // Arm64CpuModel::MAX
             uc.ctl_set_cpu_model(3).map_err(|e| err("cpu model", e))?;

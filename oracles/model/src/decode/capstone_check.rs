@@ -17,6 +17,9 @@ use trapdiff_arch::Isa;
 /// Looked up for every instruction the model steps: no allocation, a cheap hash.
 type Memo = FxHashMap<(Isa, u32, u8), Option<bool>>;
 
+/// Memo entries kept before it starts over (about 1 MiB).
+const MEMO_LIMIT: usize = 1 << 16;
+
 /// Capstone handles for the three instruction sets.
 pub struct Disassemblers {
     a64: Capstone,
@@ -61,7 +64,12 @@ impl Disassemblers {
             return *v;
         }
         let v = self.ask(isa, bytes);
-        self.memo.borrow_mut().insert(key, v);
+        let mut memo = self.memo.borrow_mut();
+        // Bounded: a fuzzing campaign meets new words without end.
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(key, v);
         v
     }
 
