@@ -630,21 +630,13 @@ mod tests {
     fn the_suite_lowers() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/suite");
         let mut n = 0;
-        let mut dirs = vec![root];
-        while let Some(d) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries.flatten() {
-                let path = e.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|x| x == "json") {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    let case: Case = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    lower(&case, n).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    n += 1;
-                }
-            }
+        for path in crate::case_files::json_files_in(&root) {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let case: Case = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            lower(&case, n).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
         }
+        assert!(n > 1000, "only {n} suite cases under {}", root.display());
         eprintln!("lowered {n} suite cases");
     }
 }

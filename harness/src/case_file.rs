@@ -110,28 +110,5 @@ pub fn load(path: &Path) -> Result<Case, CaseFileError> {
 /// Every `*.json` case under `paths` (files or directories, recursively, sorted), except
 /// waiver files. Each file loads or fails on its own: one bad file loses nothing else.
 pub fn load_all(paths: &[PathBuf]) -> Vec<Result<(PathBuf, Case), CaseFileError>> {
-    let mut files = Vec::new();
-    for p in paths {
-        collect(p, &mut files);
-    }
-    files.sort();
-    files.dedup();
-    files.into_iter().map(|f| load(&f).map(|c| (f, c))).collect()
-}
-
-fn collect(p: &Path, out: &mut Vec<PathBuf>) {
-    if p.is_dir() {
-        let Ok(rd) = std::fs::read_dir(p) else {
-            out.push(p.to_path_buf());
-            return;
-        };
-        for e in rd.flatten() {
-            collect(&e.path(), out);
-        }
-    } else if p.extension().is_some_and(|e| e == "json") || !p.exists() {
-        let is_waiver = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("waivers"));
-        if !is_waiver {
-            out.push(p.to_path_buf());
-        }
-    }
+    guest_payloads::case_files::json_files(paths).into_iter().map(|f| load(&f).map(|c| (f, c))).collect()
 }

@@ -125,17 +125,7 @@ pub fn checks() -> Vec<Check> {
 }
 
 fn count_json(p: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
-    rd.flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                count_json(&p)
-            } else {
-                usize::from(p.extension().is_some_and(|x| x == "json"))
-            }
-        })
-        .sum()
+    guest_payloads::case_files::json_files_in(p).iter().filter(|f| f.is_file()).count()
 }
 
 /// Print the checks; returns whether everything required is present.

@@ -14,9 +14,6 @@
 //! Deterministic: input `i` depends only on the seed and `i`. `TRAPDIFF_CASE_FUZZ_SEED` and
 //! `TRAPDIFF_CASE_FUZZ_INPUTS` override the defaults.
 
-#[path = "../../oracles/model/tests/support/case_files.rs"]
-mod case_files;
-
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{self, AssertUnwindSafe};
@@ -178,10 +175,10 @@ struct Corpus {
 
 fn load_corpus() -> Corpus {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-    let suite = case_files::json_files(&root.join("suite"));
+    let suite = guest_payloads::case_files::json_files_in(&root.join("suite"));
     assert!(!suite.is_empty(), "no case files under {}: the fuzz test would test nothing", root.join("suite").display());
     let mut files = suite;
-    files.extend(case_files::json_files(&root.join("regressions")));
+    files.extend(guest_payloads::case_files::json_files_in(&root.join("regressions")));
     let mut strings = BTreeSet::new();
     let mut seeds = Vec::new();
     for path in files {

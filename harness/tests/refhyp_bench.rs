@@ -22,8 +22,7 @@ fn cases_per_second_through_one_instance() {
     }
     let n: usize = std::env::var("REFHYP_BENCH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/suite/mmio");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("suite").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
+    let files = guest_payloads::case_files::json_files_in(&dir);
     let cases: Vec<_> = files.iter().take(n).map(|p| case_file::load(p).expect("case")).collect();
     let mut b = refhyp::backend(&RefhypOptions::default()).expect("backend");
     let t = Instant::now();

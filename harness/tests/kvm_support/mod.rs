@@ -128,10 +128,8 @@ pub fn set_empty_runtime(t: &mut Target) {
 /// zero cases proves nothing).
 pub fn suite_cases(family: &str, n: usize) -> Vec<trapdiff_arch::Case> {
     let dir = paths::suite_dir().join(family);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    files.sort();
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    let files = guest_payloads::case_files::json_files_in(&dir);
     assert!(!files.is_empty(), "{} holds no case", dir.display());
     files
         .iter()

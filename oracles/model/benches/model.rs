@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/case_files.rs"]
-mod case_files;
-use case_files::json_files;
+use guest_payloads::case_files::json_files_in as json_files;
 
 /// This process's user+system CPU time in seconds (Linux /proc/self/stat, fields 14 and 15, in
 /// clock ticks of 1/100 s): on a shared machine the wall clock also counts other processes.

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[path = "../tests/support/case_files.rs"]
-mod case_files;
-use case_files::json_files;
+use guest_payloads::case_files::json_files_in as json_files;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -9,9 +9,7 @@ use trapdiff_arch::case::Insn;
 use trapdiff_arch::{Case, Isa};
 use trapdiff_model::{Model, PROFILES};
 
-#[path = "support/case_files.rs"]
-mod case_files;
-use case_files::json_files;
+use guest_payloads::case_files::json_files_in as json_files;
 
 struct XorShift(u64);
 impl XorShift {
