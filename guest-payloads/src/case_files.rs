@@ -47,9 +47,9 @@ mod tests {
     fn sorted_recursive_json_only_and_missing_paths_kept() {
         let d = std::env::temp_dir().join(format!("trapdiff-case-files-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(d.join("b")).unwrap();
+        std::fs::create_dir_all(d.join("b")).expect("temp dir");
         for f in ["b/z.json", "a.json", "notes.txt", "waivers.json", "b/waivers-tcg.json"] {
-            std::fs::write(d.join(f), "{}").unwrap();
+            std::fs::write(d.join(f), "{}").expect("temp file");
         }
         let missing = d.join("gone.json");
         let got = json_files(&[d.clone(), d.join("a.json"), missing.clone()]);
