@@ -17,6 +17,7 @@ use kvm_ioctls::{VcpuFd, VmFd};
 
 use crate::ivshmem::Ivshmem;
 use crate::memory::GuestMemory;
+use crate::profile::{Phase, Profile};
 use crate::target_info::Caps;
 use crate::{vcpu, watchdog};
 
@@ -52,7 +53,7 @@ impl Prepared {
 #[derive(Debug)]
 pub struct VmFactory {
     to_factory: std::sync::mpsc::Sender<Option<Spent>>,
-    from_factory: std::sync::mpsc::Receiver<Result<Prepared, String>>,
+    from_factory: std::sync::mpsc::Receiver<(Result<Prepared, String>, FactoryCost)>,
     pending: usize,
 }
 
@@ -66,8 +67,12 @@ impl VmFactory {
             .name("vm-factory".into())
             .spawn(move || {
                 for spent in requests {
+                    let t0 = Instant::now();
                     drop(spent);
-                    if made.send(Prepared::new(&kvm)).is_err() {
+                    let t1 = Instant::now();
+                    let vm = Prepared::new(&kvm);
+                    let cost = FactoryCost { teardown_us: (t1 - t0).as_micros() as u64, create_us: t1.elapsed().as_micros() as u64 };
+                    if made.send((vm, cost)).is_err() {
                         return;
                     }
                 }
@@ -78,12 +83,14 @@ impl VmFactory {
     }
 
     /// The next VM (waits for the factory if it is still making it); None if it failed.
-    pub fn take(&mut self) -> Option<Prepared> {
+    pub fn take(&mut self, prof: &mut Profile) -> Option<Prepared> {
         if self.pending == 0 {
             return None;
         }
         self.pending -= 1;
-        self.from_factory.recv().ok().and_then(Result::ok)
+        let (vm, cost) = self.from_factory.recv().ok()?;
+        prof.factory = Some(cost);
+        vm.ok()
     }
 
     /// Hand a spent job's VM and memory over for teardown, and order the next VM.
@@ -92,6 +99,14 @@ impl VmFactory {
             self.pending += 1;
         }
     }
+}
+
+/// What the factory spent on the VM it hands over: tearing down the last job's VM and memory,
+/// and making this one (on its own thread, off the job path unless the job waited for it).
+#[derive(Debug, Clone, Copy)]
+pub struct FactoryCost {
+    pub teardown_us: u64,
+    pub create_us: u64,
 }
 
 /// What a job leaves behind, to be dropped after the result is sent.
@@ -104,11 +119,15 @@ pub struct Spent {
 
 /// Run a job on `prepared` (or a VM made now); never panics (a panic in the agent becomes
 /// `Failed`).
-pub fn run(kvm: &Kvm, caps: &Caps, dev: Option<&Ivshmem>, runtime: &[Segment], job: &Job, prepared: Option<Prepared>) -> (Report, Option<Spent>) {
+pub fn run(kvm: &Kvm, caps: &Caps, dev: Option<&Ivshmem>, runtime: &[Segment], job: &Job, prepared: Option<Prepared>, prof: &mut Profile) -> (Report, Option<Spent>) {
     let start = Instant::now();
+    prof.lap(Phase::TakeVm);
+    if prepared.is_some() {
+        prof.vm = "fresh";
+    }
     let mut report = Report { seq: job.seq, ..Report::default() };
     let mut spent = None;
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, dev, runtime, job, prepared, &mut report, &mut spent)));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, dev, runtime, job, prepared, &mut report, &mut spent, prof)));
     report.end = match r {
         Ok(Ok(end)) => end,
         Ok(Err(message)) => ReportEnd::Failed { message },
@@ -164,6 +183,7 @@ fn execute(
     prepared: Option<Prepared>,
     report: &mut Report,
     spent: &mut Option<Spent>,
+    prof: &mut Profile,
 ) -> Result<ReportEnd, String> {
     if let Some(reason) = skip_reason(caps, dev, job) {
         *spent = Some(Spent { _vm: prepared, _memory: GuestMemory::default() });
@@ -181,29 +201,37 @@ fn execute(
             _ => memory.add(s.ipa, s.size, s.kind == SlotKind::RoRam)?,
         }
     }
+    prof.lap(Phase::Alloc);
     for seg in runtime.iter().chain(job.segments.iter()) {
         memory.write(seg.ipa, &seg.bytes)?;
     }
+    prof.lap(Phase::Copy);
 
     let mut prepared = match prepared {
         Some(p) => p,
-        None => Prepared::new(kvm)?,
+        None => {
+            prof.vm = "inline";
+            Prepared::new(kvm)?
+        }
     };
     // From here on the VM and the memory are handed back together, even on an error, so
     // the VM is always dropped before the memory it maps.
-    let out = run_vm(caps, job, &mut prepared, &memory, report);
+    let out = run_vm(caps, job, &mut prepared, &memory, report, prof);
     *spent = Some(Spent { _vm: Some(prepared), _memory: memory });
     out
 }
 
-fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory, report: &mut Report) -> Result<ReportEnd, String> {
+fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory, report: &mut Report, prof: &mut Profile) -> Result<ReportEnd, String> {
     let Prepared { vcpu, vm } = prepared;
     memory.register(vm)?;
+    prof.lap(Phase::Memslots);
     if job.nisv_to_user {
         let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };
         vm.enable_cap(&cap).map_err(|e| format!("KVM_ENABLE_CAP KVM_CAP_ARM_NISV_TO_USER: {e}"))?;
     }
+    prof.lap(Phase::Cap);
     vcpu::init(vm, vcpu, job.aarch32, job.entry)?;
+    prof.lap(Phase::VcpuInit);
 
     let timeout = if job.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(job.timeout_ms.into()) };
     let mut reads = job.mmio_reads.iter().copied();
@@ -224,7 +252,11 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
                 Inject,
                 End(ReportEnd),
             }
-            let next = match vcpu.run() {
+            prof.lap(Phase::Exits);
+            let ran = vcpu.run();
+            prof.lap(Phase::Run);
+            prof.runs += 1;
+            let next = match ran {
                 // `max_exits` counts exits for case regions only (harness-page stores never
                 // count), and exit number max_exits + 1 ends the job unrecorded: the contract
                 // in guest-payloads/src/lower.rs that the refhyp (runner.rs) and the model keep.
@@ -308,12 +340,14 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
         }
     };
 
+    prof.lap(Phase::Exits);
     for &(ipa, len) in &job.digests {
         report.digests.push(fnv1a64(&memory.read(ipa, len)?));
     }
     for &(ipa, len) in &job.readback {
         report.readback.push(memory.read(ipa, len.into())?.to_vec());
     }
+    prof.lap(Phase::Readback);
     Ok(end)
 }
 

@@ -19,7 +19,9 @@
 //!   the harness's panic recovery can be tested;
 //! - `trapdiff.warn_at=N`      TEST ONLY, off by default: on the (N+1)-th `Run` after boot,
 //!   write a WARN-shaped splat to /dev/kmsg before the job, so that the harness's kernel-finding
-//!   plumbing can be tested end to end.
+//!   plumbing can be tested end to end;
+//! - `trapdiff.profile=1`        after each `Result`, a `Log` frame with where the job's time
+//!   went (profile.rs); `--profile` natively.
 
 mod boot;
 mod console;
@@ -27,6 +29,7 @@ mod ivshmem;
 mod job;
 mod kmsg;
 mod memory;
+mod profile;
 mod target_info;
 mod vcpu;
 mod watchdog;
@@ -48,7 +51,8 @@ fn main() -> ExitCode {
     if is_init {
         boot::init_system();
     }
-    let cmdline = boot::Cmdline::read();
+    let mut cmdline = boot::Cmdline::read();
+    cmdline.profile |= args.iter().any(|a| a == "--profile");
     let channel = if stdio || !is_init {
         Channel::stdio()
     } else {
@@ -196,10 +200,12 @@ impl Agent {
                 }
                 self.runs += 1;
                 let mut used_factory = false;
+                let mut prof = profile::Profile::default();
                 let (report, spent) = match (&self.kvm, &self.runtime) {
                     (Some(kvm), Some(rt)) => {
                         used_factory = self.factory.is_some();
-                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, self.factory.as_mut().and_then(|f| f.take()))
+                        let prepared = self.factory.as_mut().and_then(|f| f.take(&mut prof));
+                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, prepared, &mut prof)
                     }
                     (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), None),
                     (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), None),
@@ -207,7 +213,11 @@ impl Agent {
                 if let Some(text) = self.kmsg.drain(kmsg::JOB_LEVEL) {
                     self.send(&TargetMsg::Log { text: format!("kernel messages during job seq {}:\n{text}", job.seq) });
                 }
+                let elapsed_us = report.elapsed_us;
                 self.reply(&TargetMsg::Result(report));
+                if self.cmdline.profile {
+                    self.send(&TargetMsg::Log { text: prof.line(job.seq, elapsed_us) });
+                }
                 // Tear the old VM down and make the next one while the harness works.
                 match self.factory.as_mut() {
                     Some(f) if used_factory => f.recycle(spent),
