@@ -83,8 +83,10 @@ struct Agent {
     runs: u64,
     /// Device memory for Device-nGnRE slots, when QEMU provides the ivshmem device.
     ivshmem: Option<ivshmem::Ivshmem>,
-    /// Makes the next job's VM and tears down the last one off the job path.
+    /// Makes fresh VMs and tears down spent ones off the job path.
     factory: Option<job::VmFactory>,
+    /// VMs kept from clean jobs, reused by the next job with the same key.
+    pool: job::Pool,
 }
 
 impl Agent {
@@ -108,7 +110,7 @@ impl Agent {
         caps.device_ngnre = ivshmem.is_some();
         caps.mailbox = ivshmem.as_ref().is_some_and(|d| d.has_mailbox());
         watchdog::install();
-        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, factory }
+        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, factory, pool: job::Pool::default() }
     }
 
     fn serve(&mut self) {
@@ -199,16 +201,25 @@ impl Agent {
                     boot::write_test_warning(job.seq);
                 }
                 self.runs += 1;
-                let mut used_factory = false;
-                let mut prof = profile::Profile::default();
-                let (report, spent) = match (&self.kvm, &self.runtime) {
+                let mut prof = profile::Profile::new(self.cmdline.profile);
+                // The VM: the one kept from the last job with this key, else the factory's.
+                let mut took_fresh = false;
+                let (report, left) = match (&self.kvm, &self.runtime) {
                     (Some(kvm), Some(rt)) => {
-                        used_factory = self.factory.is_some();
-                        let prepared = self.factory.as_mut().and_then(|f| f.take(&mut prof));
-                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, prepared, &mut prof)
+                        let source = match self.pool.take(job::VmKey::of(&job)) {
+                            Some(k) => job::Source::Kept(k),
+                            None => match self.factory.as_mut() {
+                                Some(f) => {
+                                    took_fresh = true;
+                                    f.take(&mut prof).map_or(job::Source::Inline, job::Source::Fresh)
+                                }
+                                None => job::Source::Inline,
+                            },
+                        };
+                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, source, &mut prof)
                     }
-                    (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), None),
-                    (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), None),
+                    (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), job::Leftover::default()),
+                    (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), job::Leftover::default()),
                 };
                 if let Some(text) = self.kmsg.drain(kmsg::JOB_LEVEL) {
                     self.send(&TargetMsg::Log { text: format!("kernel messages during job seq {}:\n{text}", job.seq) });
@@ -218,10 +229,23 @@ impl Agent {
                 if self.cmdline.profile {
                     self.send(&TargetMsg::Log { text: prof.line(job.seq, elapsed_us) });
                 }
-                // Tear the old VM down and make the next one while the harness works.
+                // Keep a clean VM; tear the others down, and make the next fresh one if this
+                // job took it, while the harness works.
+                let mut keep = left.keep;
+                let mut scrap = None;
+                if let Some(k) = &mut keep {
+                    if let Err(e) = k.scrub() {
+                        eprintln!("trapdiff-agent: {e}; the VM is not reused");
+                        scrap = keep.take().map(job::Spent::from);
+                    }
+                }
+                let displaced = keep.and_then(|k| self.pool.put(k)).map(job::Spent::from).or(scrap);
                 match self.factory.as_mut() {
-                    Some(f) if used_factory => f.recycle(spent),
-                    _ => drop(spent),
+                    Some(f) => {
+                        f.recycle(left.spent, took_fresh);
+                        f.recycle(displaced, false);
+                    }
+                    None => drop((left.spent, displaced)),
                 }
             }
         }
