@@ -352,7 +352,15 @@ fn prepare_and_run(
 /// The vCPU from reset to the job's end; the end and whether the VM may be reused: only
 /// after an end the VMM chose (DONE, the exit limit, a NISV stop), never after a timeout, a
 /// KVM error, a system event or an agent error, whose vCPU state the reset may not cover.
-fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory, reused: bool, report: &mut Report, prof: &mut Profile) -> Result<(ReportEnd, bool), String> {
+fn run_vm(
+    caps: &Caps,
+    job: &Job,
+    prepared: &mut Prepared,
+    memory: &GuestMemory,
+    reused: bool,
+    report: &mut Report,
+    prof: &mut Profile,
+) -> Result<(ReportEnd, bool), String> {
     let Prepared { vcpu, vm } = prepared;
     if job.nisv_to_user && !reused {
         let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };

@@ -110,7 +110,20 @@ impl Agent {
         caps.device_ngnre = ivshmem.is_some();
         caps.mailbox = ivshmem.as_ref().is_some_and(|d| d.has_mailbox());
         watchdog::install();
-        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, factory, pool: job::Pool::default() }
+        Agent {
+            channel,
+            cmdline,
+            kmsg: kmsg::Kmsg::open(),
+            kvm,
+            kvm_error,
+            caps,
+            runtime: None,
+            last_reply: None,
+            runs: 0,
+            ivshmem,
+            factory,
+            pool: job::Pool::default(),
+        }
     }
 
     fn serve(&mut self) {

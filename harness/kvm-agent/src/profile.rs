@@ -61,7 +61,17 @@ pub struct Profile {
 
 impl Default for Profile {
     fn default() -> Profile {
-        Profile { us: [0; PHASES.len()], mark: Instant::now(), runs: 0, vm: "none", kept_slots: 0, layout_us: [0; 3], enabled: false, exits: Vec::new(), factory: None }
+        Profile {
+            us: [0; PHASES.len()],
+            mark: Instant::now(),
+            runs: 0,
+            vm: "none",
+            kept_slots: 0,
+            layout_us: [0; 3],
+            enabled: false,
+            exits: Vec::new(),
+            factory: None,
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::mem::offset_of;
 
-use kvm_bindings::{kvm_regs, kvm_vcpu_events, kvm_vcpu_init, user_pt_regs, KVM_ARM_VCPU_EL1_32BIT, KVM_REG_ARM64, KVM_REG_ARM64_SYSREG, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64};
+use kvm_bindings::{
+    kvm_regs, kvm_vcpu_events, kvm_vcpu_init, user_pt_regs, KVM_ARM_VCPU_EL1_32BIT, KVM_REG_ARM64, KVM_REG_ARM64_SYSREG, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64,
+};
 use kvm_ioctls::{VcpuFd, VmFd};
 
 /// PSTATE for the A64 runtime: EL1h with D, A, I, F masked — the value KVM itself resets a
