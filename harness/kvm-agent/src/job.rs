@@ -143,11 +143,18 @@ pub struct Kept {
     key: VmKey,
 }
 
-/// The kept VMs, at most one per key (four keys).
+/// VMs kept for reuse, the most recently used last. More than one per key, so that jobs
+/// that alternate between a few memory layouts (a family's cases do) find a VM whose memslots
+/// already fit: deleting and creating a memslot costs about a millisecond each under nested
+/// TCG (the memslot update waits for SRCU readers, virt/kvm/kvm_main.c
+/// kvm_swap_active_memslots), keeping one costs a madvise.
 #[derive(Debug, Default)]
 pub struct Pool {
     kept: Vec<Kept>,
 }
+
+/// Kept VMs at most; an idle one holds no guest pages (scrubbed), only KVM's structures.
+pub const POOL_SIZE: usize = 8;
 
 impl Kept {
     /// Get the VM ready for its next job while the harness works (`GuestMemory::scrub`).
@@ -157,16 +164,30 @@ impl Kept {
 }
 
 impl Pool {
-    pub fn take(&mut self, key: VmKey) -> Option<Kept> {
-        let i = self.kept.iter().position(|k| k.key == key)?;
-        Some(self.kept.swap_remove(i))
+    /// The kept VM for `job`'s key whose memslots need the fewest changes (slots to delete
+    /// plus slots to create), the most recent of equals. While the pool has room, a VM that
+    /// would need changes stays for the layout it has and the job takes a fresh VM instead
+    /// (None), so the pool comes to hold one VM per layout in use.
+    pub fn take(&mut self, job: &Job, dev: Option<&Ivshmem>) -> Option<Kept> {
+        let key = VmKey::of(job);
+        let wanted = wanted_slots(job, dev).ok()?;
+        let (i, changes) = self
+            .kept
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.key == key)
+            .map(|(i, k)| (i, k.memory.changes_for(&wanted)))
+            .min_by_key(|&(i, changes)| (changes, std::cmp::Reverse(i)))?;
+        if changes > 0 && self.kept.len() < POOL_SIZE {
+            return None;
+        }
+        Some(self.kept.remove(i))
     }
 
-    /// Keep `k`; the one it replaces (none: `take` emptied its place) is returned to drop.
+    /// Keep `k`; the least recently used VM it pushes out, if the pool was full.
     pub fn put(&mut self, k: Kept) -> Option<Kept> {
-        let old = self.take(k.key);
         self.kept.push(k);
-        old
+        (self.kept.len() > POOL_SIZE).then(|| self.kept.remove(0))
     }
 }
 

@@ -21,7 +21,9 @@
 //!   write a WARN-shaped splat to /dev/kmsg before the job, so that the harness's kernel-finding
 //!   plumbing can be tested end to end;
 //! - `trapdiff.profile=1`        after each `Result`, a `Log` frame with where the job's time
-//!   went (profile.rs); `--profile` natively.
+//!   went (profile.rs); `--profile` natively;
+//! - `trapdiff.reuse=0`          a fresh VM for every job instead of reusing one (job.rs), for
+//!   measuring what reuse saves.
 
 mod boot;
 mod console;
@@ -85,7 +87,7 @@ struct Agent {
     ivshmem: Option<ivshmem::Ivshmem>,
     /// Makes fresh VMs and tears down spent ones off the job path.
     factory: Option<job::VmFactory>,
-    /// VMs kept from clean jobs, reused by the next job with the same key.
+    /// VMs kept from clean jobs, reused by later jobs with the same key.
     pool: job::Pool,
 }
 
@@ -215,11 +217,12 @@ impl Agent {
                 }
                 self.runs += 1;
                 let mut prof = profile::Profile::new(self.cmdline.profile);
-                // The VM: the one kept from the last job with this key, else the factory's.
+                // The VM: a kept one with this job's key (the closest memory layout), else the
+                // factory's.
                 let mut took_fresh = false;
                 let (report, left) = match (&self.kvm, &self.runtime) {
                     (Some(kvm), Some(rt)) => {
-                        let source = match self.pool.take(job::VmKey::of(&job)) {
+                        let source = match self.pool.take(&job, self.ivshmem.as_ref()) {
                             Some(k) => job::Source::Kept(k),
                             None => match self.factory.as_mut() {
                                 Some(f) => {
@@ -242,23 +245,28 @@ impl Agent {
                 if self.cmdline.profile {
                     self.send(&TargetMsg::Log { text: prof.line(job.seq, elapsed_us) });
                 }
-                // Keep a clean VM; tear the others down, and make the next fresh one if this
-                // job took it, while the harness works.
-                let mut keep = left.keep;
-                let mut scrap = None;
-                if let Some(k) = &mut keep {
-                    if let Err(e) = k.scrub() {
-                        eprintln!("trapdiff-agent: {e}; the VM is not reused");
-                        scrap = keep.take().map(job::Spent::from);
-                    }
+                // Keep a clean VM (scrubbed now, while the harness works); tear the others
+                // down, and make the next fresh VM if this job took the factory's.
+                let mut scrap = Vec::new();
+                match left.keep {
+                    Some(k) if !self.cmdline.reuse => scrap.push(job::Spent::from(k)),
+                    Some(mut k) => match k.scrub() {
+                        Ok(()) => scrap.extend(self.pool.put(k).map(job::Spent::from)),
+                        Err(e) => {
+                            eprintln!("trapdiff-agent: {e}; the VM is not reused");
+                            scrap.push(job::Spent::from(k));
+                        }
+                    },
+                    None => {}
                 }
-                let displaced = keep.and_then(|k| self.pool.put(k)).map(job::Spent::from).or(scrap);
                 match self.factory.as_mut() {
                     Some(f) => {
                         f.recycle(left.spent, took_fresh);
-                        f.recycle(displaced, false);
+                        for s in scrap {
+                            f.recycle(Some(s), false);
+                        }
                     }
-                    None => drop((left.spent, displaced)),
+                    None => drop((left.spent, scrap)),
                 }
             }
         }

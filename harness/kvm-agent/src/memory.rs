@@ -211,6 +211,12 @@ impl GuestMemory {
         Ok(n_kept)
     }
 
+    /// How many memslots `layout` would delete or create to give `wanted`.
+    pub fn changes_for(&self, wanted: &[SlotSpec]) -> usize {
+        let kept = self.slots.iter().filter(|s| !s.spec().device && wanted.contains(&s.spec())).count();
+        (self.slots.len() - kept) + (wanted.len() - kept)
+    }
+
     /// Discard the RAM slots' pages now, so that the next job on this VM need not, if it keeps
     /// them: done after a job's result is sent, off the job path.
     pub fn scrub(&mut self) -> Result<(), String> {
