@@ -1,6 +1,7 @@
 //! The KVM agent under the default kernel, driven with hand-built A64 jobs (no guest
 //! runtime): MMIO exits and the device model, NISV as ENOSYS / exit / injected abort,
 //! read-only memslots, digests, the watchdog, and exit limits. One boot for all of them.
+//! And that a reused VM starts a job the way a fresh one does.
 
 mod kvm_support;
 
@@ -229,6 +230,66 @@ fn aarch32_vcpu_runs() {
     let r = run(&mut t, &j);
     assert_eq!(r.end, ReportEnd::Done, "{r:?}");
     assert_eq!(r.exits[0], Exit::Mmio { ipa: abi::HARNESS_MMIO, len: 4, write: true, data: 7 });
+}
+
+/// The agent reuses a VM for the next job with the same width and NISV setting
+/// (kvm-agent/src/job.rs); the job must not tell: what it reads of the registers KVM's reset
+/// leaves alone (SP_EL1, ELR_EL1, SPSR_EL1, CNTV_CVAL_EL0) and of memory is what a fresh VM
+/// gives, and the DONE exit that ended the last job is not completed on this one (its first
+/// instruction, which sets x1 = HARNESS_MMIO, runs).
+#[test]
+fn reused_vm_starts_like_a_fresh_one() {
+    require_kvm!();
+    let (mut t, _) = boot(&["trapdiff.profile=1"]);
+    set_empty_runtime(&mut t);
+    const FP_ON: [u32; 3] = [
+        0xd2a0_0606, // mov x6, #0x300000
+        0xd518_1046, // msr cpacr_el1, x6 (FPEN: FP/SIMD at EL1)
+        0xd503_3fdf, // isb
+    ];
+    let mut read = FP_ON.to_vec();
+    read.extend_from_slice(&[
+        0x9100_03e4, // mov x4, sp
+        0xf900_0024, // str x4, [x1]
+        0xd538_4024, // mrs x4, elr_el1
+        0xf900_0024, // str x4, [x1]
+        0xd538_4004, // mrs x4, spsr_el1
+        0xf900_0024, // str x4, [x1]
+        0xd538_c004, // mrs x4, vbar_el1
+        0xf900_0024, // str x4, [x1]
+        0xd538_d084, // mrs x4, tpidr_el1
+        0xf900_0024, // str x4, [x1]
+        0x9e66_0004, // fmov x4, d0
+        0xf900_0024, // str x4, [x1]
+        0xd53b_e344, // mrs x4, cntv_cval_el0
+        0xf900_0024, // str x4, [x1]
+        0xf940_00a4, // ldr x4, [x5]  (RAM)
+        0xf900_0024, // str x4, [x1]
+    ]);
+    let mut dirty = FP_ON.to_vec();
+    dirty.extend_from_slice(&[
+        0xd282_4684, // mov x4, #0x1234
+        0x9100_009f, // mov sp, x4
+        0xd518_4024, // msr elr_el1, x4
+        0xd518_4004, // msr spsr_el1, x4
+        0xd518_c004, // msr vbar_el1, x4
+        0xd518_d084, // msr tpidr_el1, x4
+        0x9e67_0080, // fmov d0, x4
+        0xd51b_e344, // msr cntv_cval_el0, x4
+        0xf900_00a4, // str x4, [x5]  (RAM)
+    ]);
+    // The first job of the boot gets a fresh VM.
+    let fresh = run(&mut t, &job(1, &program(&read)));
+    assert_eq!(fresh.end, ReportEnd::Done, "{fresh:?}");
+    assert_eq!(fresh.exits.len(), 9, "eight reads and DONE: {:?}", fresh.exits);
+    let r = run(&mut t, &job(2, &program(&dirty)));
+    assert_eq!(r.end, ReportEnd::Done, "{r:?}");
+    let reused = run(&mut t, &job(3, &program(&read)));
+    // The profile line comes after the result: a Ping makes sure it is in.
+    ping(&mut t, 4);
+    let tail = t.tail();
+    assert!(tail.lines().any(|l| l.contains("agent profile seq 3: ") && l.contains("vm=reused")), "job 3 ran on a reused VM: {tail}");
+    assert_eq!(reused, trapdiff_arch::wire::Report { seq: 3, elapsed_us: reused.elapsed_us, ..fresh }, "a reused VM starts like a fresh one");
 }
 
 fn libc_enosys() -> i32 {

@@ -9,6 +9,10 @@ pub struct Cmdline {
     pub console: String,
     pub panic_after: Option<u64>,
     pub warn_at: Option<u64>,
+    /// `trapdiff.profile=1`: a `Log` line per job with where its time went (profile.rs).
+    pub profile: bool,
+    /// `trapdiff.reuse=0`: a fresh VM for every job (job.rs), to measure what reuse saves.
+    pub reuse: bool,
 }
 
 impl Cmdline {
@@ -18,7 +22,7 @@ impl Cmdline {
     }
 
     pub fn parse(text: &str) -> Cmdline {
-        let mut c = Cmdline { console: "ttyAMA0".into(), panic_after: None, warn_at: None };
+        let mut c = Cmdline { console: "ttyAMA0".into(), panic_after: None, warn_at: None, profile: false, reuse: true };
         for word in text.split_whitespace() {
             if let Some(v) = word.strip_prefix("trapdiff.console=") {
                 // A device name, never a path: the agent opens /dev/<name>.
@@ -29,6 +33,10 @@ impl Cmdline {
                 c.panic_after = v.parse().ok();
             } else if let Some(v) = word.strip_prefix("trapdiff.warn_at=") {
                 c.warn_at = v.parse().ok();
+            } else if let Some(v) = word.strip_prefix("trapdiff.profile=") {
+                c.profile = v == "1";
+            } else if let Some(v) = word.strip_prefix("trapdiff.reuse=") {
+                c.reuse = v != "0";
             }
         }
         c

@@ -1,6 +1,13 @@
-//! One job: a fresh VM with the runtime slot and the job's slots, one vCPU, the run loop
-//! that plays the VMM (MMIO device model, NISV handling, abort injection), the watchdog,
-//! and the report (exits in order, how it ended, digests and readback of guest memory).
+//! One job: a VM with the runtime slot and the job's slots, one vCPU, the run loop that
+//! plays the VMM (MMIO device model, NISV handling, abort injection), the watchdog, and the
+//! report (exits in order, how it ended, digests and readback of guest memory).
+//!
+//! VMs are reused: a VM that ended its job cleanly is kept (`Pool`) for the next job with
+//! the same `VmKey`, because under nested TCG a new VM costs far more than a reset (see
+//! docs/DESIGN.md "Execution"). The job still sees what a fresh VM gives it: stage 2 empty and
+//! memory as lowered (memory.rs `GuestMemory::layout`), the vCPU reset by KVM_ARM_VCPU_INIT
+//! plus what that leaves (vcpu.rs `clear_reset_residue`). Only what a VM fixes for its life
+//! goes in the key; anything else unusual ends the VM's reuse (`clean` in `execute`).
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -16,7 +23,8 @@ use trapdiff_arch::wire::{Exit, Job, Report, ReportEnd, Segment, SlotKind};
 use kvm_ioctls::{VcpuFd, VmFd};
 
 use crate::ivshmem::Ivshmem;
-use crate::memory::GuestMemory;
+use crate::memory::{GuestMemory, SlotSpec};
+use crate::profile::{Phase, Profile};
 use crate::target_info::Caps;
 use crate::{vcpu, watchdog};
 
@@ -27,9 +35,9 @@ pub fn failed(job: &Job, message: String) -> Report {
     Report { seq: job.seq, end: ReportEnd::Failed { message }, ..Report::default() }
 }
 
-/// A fresh VM with vCPU 0 created but not initialised, made ahead of the job that uses it:
-/// creating (and destroying) a VM costs milliseconds under nested TCG, so the agent does it
-/// while the harness is busy with the previous result. One VM per job all the same.
+/// A VM with vCPU 0. Fresh ones (vCPU created, not initialised) are made ahead of the job
+/// that uses them: creating (and destroying) a VM costs milliseconds under nested TCG, so the
+/// factory does it while the harness is busy with the previous result.
 #[derive(Debug)]
 pub struct Prepared {
     // Field order is drop order: the vCPU before its VM.
@@ -51,8 +59,9 @@ impl Prepared {
 /// runs while the main thread waits for the harness.
 #[derive(Debug)]
 pub struct VmFactory {
-    to_factory: std::sync::mpsc::Sender<Option<Spent>>,
-    from_factory: std::sync::mpsc::Receiver<Result<Prepared, String>>,
+    /// A spent VM to tear down (if any), and whether to make a new one.
+    to_factory: std::sync::mpsc::Sender<(Option<Spent>, bool)>,
+    from_factory: std::sync::mpsc::Receiver<(Result<Prepared, String>, FactoryCost)>,
     pending: usize,
 }
 
@@ -60,41 +69,153 @@ impl VmFactory {
     /// Start the factory; it makes the first VM at once.
     pub fn start() -> Result<VmFactory, String> {
         let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm for the VM factory: {e}"))?;
-        let (to_factory, requests) = std::sync::mpsc::channel::<Option<Spent>>();
+        let (to_factory, requests) = std::sync::mpsc::channel::<(Option<Spent>, bool)>();
         let (made, from_factory) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("vm-factory".into())
             .spawn(move || {
-                for spent in requests {
+                for (spent, make) in requests {
+                    let t0 = Instant::now();
                     drop(spent);
-                    if made.send(Prepared::new(&kvm)).is_err() {
+                    if !make {
+                        continue;
+                    }
+                    let t1 = Instant::now();
+                    let vm = Prepared::new(&kvm);
+                    let cost = FactoryCost { teardown_us: (t1 - t0).as_micros() as u64, create_us: t1.elapsed().as_micros() as u64 };
+                    if made.send((vm, cost)).is_err() {
                         return;
                     }
                 }
             })
             .map_err(|e| format!("cannot start the VM factory thread: {e}"))?;
-        to_factory.send(None).map_err(|_| "VM factory gone".to_string())?;
+        to_factory.send((None, true)).map_err(|_| "VM factory gone".to_string())?;
         Ok(VmFactory { to_factory, from_factory, pending: 1 })
     }
 
     /// The next VM (waits for the factory if it is still making it); None if it failed.
-    pub fn take(&mut self) -> Option<Prepared> {
+    pub fn take(&mut self, prof: &mut Profile) -> Option<Prepared> {
         if self.pending == 0 {
             return None;
         }
         self.pending -= 1;
-        self.from_factory.recv().ok().and_then(Result::ok)
+        let (vm, cost) = self.from_factory.recv().ok()?;
+        prof.factory = Some(cost);
+        vm.ok()
     }
 
-    /// Hand a spent job's VM and memory over for teardown, and order the next VM.
-    pub fn recycle(&mut self, spent: Option<Spent>) {
-        if self.to_factory.send(spent).is_ok() {
+    /// Hand a spent VM and memory over for teardown, and order a new VM if `make` (the last
+    /// job took the factory's).
+    pub fn recycle(&mut self, spent: Option<Spent>, make: bool) {
+        if spent.is_none() && !make {
+            return;
+        }
+        if self.to_factory.send((spent, make)).is_ok() && make {
             self.pending += 1;
         }
     }
 }
 
-/// What a job leaves behind, to be dropped after the result is sent.
+/// What a VM fixes at its first use and a later job cannot change: the register width of
+/// its vCPUs (KVM_ARM_VCPU_INIT must repeat the same features on a vCPU, arm.c
+/// kvm_vcpu_set_target: -EINVAL otherwise; and every vCPU of a VM has the same width,
+/// reset.c kvm_set_vm_width), and KVM_CAP_ARM_NISV_TO_USER, which can be enabled but never
+/// disabled (api.rst 7.19; arm.c kvm_vm_ioctl_enable_cap sets a VM flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmKey {
+    pub aarch32: bool,
+    pub nisv_to_user: bool,
+}
+
+impl VmKey {
+    pub fn of(job: &Job) -> VmKey {
+        VmKey { aarch32: job.aarch32, nisv_to_user: job.nisv_to_user }
+    }
+}
+
+/// A VM that ran a job cleanly, its memslots still registered, waiting for the next job
+/// with its key.
+#[derive(Debug)]
+pub struct Kept {
+    // Field order is drop order: the VM before the memory it maps.
+    vm: Prepared,
+    memory: GuestMemory,
+    key: VmKey,
+}
+
+/// VMs kept for reuse, the most recently used last. More than one per key, so that jobs
+/// that alternate between a few memory layouts (a family's cases do) find a VM whose memslots
+/// already fit: deleting and creating a memslot costs about a millisecond each under nested
+/// TCG (the memslot update waits for SRCU readers, virt/kvm/kvm_main.c
+/// kvm_swap_active_memslots), keeping one costs a madvise.
+#[derive(Debug, Default)]
+pub struct Pool {
+    kept: Vec<Kept>,
+}
+
+/// Kept VMs at most; an idle one holds no guest pages (scrubbed), only KVM's structures.
+pub const POOL_SIZE: usize = 8;
+
+impl Kept {
+    /// Get the VM ready for its next job while the harness works (`GuestMemory::scrub`).
+    pub fn scrub(&mut self) -> Result<(), String> {
+        self.memory.scrub()
+    }
+}
+
+impl Pool {
+    /// The kept VM for `job`'s key whose memslots need the fewest changes (slots to delete
+    /// plus slots to create), the most recent of equals. While the pool has room, a VM that
+    /// would need changes stays for the layout it has and the job takes a fresh VM instead
+    /// (None), so the pool comes to hold one VM per layout in use.
+    pub fn take(&mut self, job: &Job, dev: Option<&Ivshmem>) -> Option<Kept> {
+        let key = VmKey::of(job);
+        let wanted = wanted_slots(job, dev).ok()?;
+        let (i, changes) = self
+            .kept
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.key == key)
+            .map(|(i, k)| (i, k.memory.changes_for(&wanted)))
+            .min_by_key(|&(i, changes)| (changes, std::cmp::Reverse(i)))?;
+        if changes > 0 && self.kept.len() < POOL_SIZE {
+            return None;
+        }
+        Some(self.kept.remove(i))
+    }
+
+    /// Keep `k`; the least recently used VM it pushes out, if the pool was full.
+    pub fn put(&mut self, k: Kept) -> Option<Kept> {
+        self.kept.push(k);
+        (self.kept.len() > POOL_SIZE).then(|| self.kept.remove(0))
+    }
+}
+
+/// Where a job's VM comes from.
+#[derive(Debug)]
+pub enum Source {
+    Kept(Kept),
+    Fresh(Prepared),
+    /// Made on the job path (no factory).
+    Inline,
+}
+
+/// What a job leaves: a VM to keep for the next job of its key, or one to tear down.
+#[derive(Debug, Default)]
+pub struct Leftover {
+    pub keep: Option<Kept>,
+    pub spent: Option<Spent>,
+}
+
+/// What the factory spent on the VM it hands over: tearing down the last job's VM and memory,
+/// and making this one (on its own thread, off the job path unless the job waited for it).
+#[derive(Debug, Clone, Copy)]
+pub struct FactoryCost {
+    pub teardown_us: u64,
+    pub create_us: u64,
+}
+
+/// A VM to tear down, with the memory it mapped, dropped after the result is sent.
 #[derive(Debug)]
 pub struct Spent {
     // Field order is drop order: vCPU, VM, then the memory the VM mapped.
@@ -102,20 +223,26 @@ pub struct Spent {
     _memory: GuestMemory,
 }
 
-/// Run a job on `prepared` (or a VM made now); never panics (a panic in the agent becomes
-/// `Failed`).
-pub fn run(kvm: &Kvm, caps: &Caps, dev: Option<&Ivshmem>, runtime: &[Segment], job: &Job, prepared: Option<Prepared>) -> (Report, Option<Spent>) {
+impl From<Kept> for Spent {
+    fn from(k: Kept) -> Spent {
+        Spent { _vm: Some(k.vm), _memory: k.memory }
+    }
+}
+
+/// Run a job on the VM from `source`; never panics (a panic in the agent becomes `Failed`).
+pub fn run(kvm: &Kvm, caps: &Caps, dev: Option<&Ivshmem>, runtime: &[Segment], job: &Job, source: Source, prof: &mut Profile) -> (Report, Leftover) {
     let start = Instant::now();
+    prof.lap(Phase::TakeVm);
     let mut report = Report { seq: job.seq, ..Report::default() };
-    let mut spent = None;
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, dev, runtime, job, prepared, &mut report, &mut spent)));
+    let mut left = Leftover::default();
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| execute(kvm, caps, dev, runtime, job, source, &mut report, &mut left, prof)));
     report.end = match r {
         Ok(Ok(end)) => end,
         Ok(Err(message)) => ReportEnd::Failed { message },
         Err(_) => ReportEnd::Failed { message: "the agent panicked running this job (a bug in the agent; see the console)".into() },
     };
     report.elapsed_us = start.elapsed().as_micros() as u64;
-    (report, spent)
+    (report, left)
 }
 
 /// Why this host cannot run the job as asked, if it cannot.
@@ -154,6 +281,20 @@ fn skip_reason(caps: &Caps, dev: Option<&Ivshmem>, job: &Job) -> Option<String> 
     None
 }
 
+/// The memslots `job` wants: the runtime's, then the job's in order.
+fn wanted_slots(job: &Job, dev: Option<&Ivshmem>) -> Result<Vec<SlotSpec>, String> {
+    let mut v = vec![SlotSpec { ipa: abi::RUNTIME_SLOT_BASE, size: abi::RUNTIME_SLOT_SIZE, readonly: false, device: false }];
+    for s in &job.slots {
+        if s.ipa < abi::RESERVED_END && abi::RESERVED_BASE < s.ipa.saturating_add(s.size) {
+            return Err(format!("job slot {:#x}+{:#x} overlaps the runtime's reserved range", s.ipa, s.size));
+        }
+        // Device(Normal) is ordinary RAM at stage 2; Device-nGnRE needs the BAR (skip_reason).
+        let device = s.kind == SlotKind::Device(S2Attr::DeviceNGnRE) && dev.is_some();
+        v.push(SlotSpec { ipa: s.ipa, size: s.size, readonly: s.kind == SlotKind::RoRam, device });
+    }
+    Ok(v)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn execute(
     kvm: &Kvm,
@@ -161,53 +302,104 @@ fn execute(
     dev: Option<&Ivshmem>,
     runtime: &[Segment],
     job: &Job,
-    prepared: Option<Prepared>,
+    source: Source,
     report: &mut Report,
-    spent: &mut Option<Spent>,
+    left: &mut Leftover,
+    prof: &mut Profile,
 ) -> Result<ReportEnd, String> {
     if let Some(reason) = skip_reason(caps, dev, job) {
-        *spent = Some(Spent { _vm: prepared, _memory: GuestMemory::default() });
+        // The VM is untouched: a kept one stays kept, a fresh one goes back for teardown.
+        match source {
+            Source::Kept(k) => left.keep = Some(k),
+            Source::Fresh(p) => left.spent = Some(Spent { _vm: Some(p), _memory: GuestMemory::default() }),
+            Source::Inline => {}
+        }
         return Ok(ReportEnd::Skipped { reason });
     }
-    let mut memory = GuestMemory::default();
-    memory.add(abi::RUNTIME_SLOT_BASE, abi::RUNTIME_SLOT_SIZE, false)?;
-    for s in &job.slots {
-        if s.ipa < abi::RESERVED_END && abi::RESERVED_BASE < s.ipa.saturating_add(s.size) {
-            return Err(format!("job slot {:#x}+{:#x} overlaps the runtime's reserved range", s.ipa, s.size));
+    let wanted = wanted_slots(job, dev)?;
+    let key = VmKey::of(job);
+    let (mut vm, mut memory, reused) = match source {
+        Source::Kept(k) => {
+            prof.vm = "reused";
+            (k.vm, k.memory, true)
         }
-        match (s.kind, dev) {
-            (SlotKind::Device(S2Attr::DeviceNGnRE), Some(d)) => memory.add_device(d, s.ipa, s.size)?,
-            // Device(Normal) is ordinary RAM at stage 2.
-            _ => memory.add(s.ipa, s.size, s.kind == SlotKind::RoRam)?,
+        Source::Fresh(p) => {
+            prof.vm = "fresh";
+            (p, GuestMemory::default(), false)
         }
-    }
-    for seg in runtime.iter().chain(job.segments.iter()) {
-        memory.write(seg.ipa, &seg.bytes)?;
-    }
-
-    let mut prepared = match prepared {
-        Some(p) => p,
-        None => Prepared::new(kvm)?,
+        Source::Inline => {
+            prof.vm = "inline";
+            (Prepared::new(kvm)?, GuestMemory::default(), false)
+        }
     };
     // From here on the VM and the memory are handed back together, even on an error, so
     // the VM is always dropped before the memory it maps.
-    let out = run_vm(caps, job, &mut prepared, &memory, report);
-    *spent = Some(Spent { _vm: Some(prepared), _memory: memory });
-    out
+    let out = prepare_and_run(caps, dev, runtime, job, &wanted, reused, &mut vm, &mut memory, report, prof);
+    match out {
+        Ok((end, true)) => {
+            left.keep = Some(Kept { vm, memory, key });
+            Ok(end)
+        }
+        other => {
+            left.spent = Some(Spent { _vm: Some(vm), _memory: memory });
+            other.map(|(end, _)| end)
+        }
+    }
 }
 
-fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory, report: &mut Report) -> Result<ReportEnd, String> {
+/// Memory and vCPU for the job, then the run; the end and whether the VM may be reused.
+#[allow(clippy::too_many_arguments)]
+fn prepare_and_run(
+    caps: &Caps,
+    dev: Option<&Ivshmem>,
+    runtime: &[Segment],
+    job: &Job,
+    wanted: &[SlotSpec],
+    reused: bool,
+    vm: &mut Prepared,
+    memory: &mut GuestMemory,
+    report: &mut Report,
+    prof: &mut Profile,
+) -> Result<(ReportEnd, bool), String> {
+    prof.kept_slots = memory.layout(&vm.vm, dev, wanted, &mut prof.layout_us)?;
+    prof.lap(Phase::Memslots);
+    for seg in runtime.iter().chain(job.segments.iter()) {
+        memory.write(seg.ipa, &seg.bytes)?;
+    }
+    prof.lap(Phase::Copy);
+    run_vm(caps, job, vm, memory, reused, report, prof)
+}
+
+/// The vCPU from reset to the job's end; the end and whether the VM may be reused: only
+/// after an end the VMM chose (DONE, the exit limit, a NISV stop), never after a timeout, a
+/// KVM error, a system event or an agent error, whose vCPU state the reset may not cover.
+fn run_vm(
+    caps: &Caps,
+    job: &Job,
+    prepared: &mut Prepared,
+    memory: &GuestMemory,
+    reused: bool,
+    report: &mut Report,
+    prof: &mut Profile,
+) -> Result<(ReportEnd, bool), String> {
     let Prepared { vcpu, vm } = prepared;
-    memory.register(vm)?;
-    if job.nisv_to_user {
+    if job.nisv_to_user && !reused {
         let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };
         vm.enable_cap(&cap).map_err(|e| format!("KVM_ENABLE_CAP KVM_CAP_ARM_NISV_TO_USER: {e}"))?;
     }
+    prof.lap(Phase::Cap);
     vcpu::init(vm, vcpu, job.aarch32, job.entry)?;
+    if reused {
+        vcpu::clear_reset_residue(vcpu)?;
+    }
+    prof.lap(Phase::VcpuInit);
 
+    let stats = if prof.enabled { crate::profile::ExitStats::open(vcpu).ok() } else { None };
+    let before = stats.as_ref().map(|s| s.read()).unwrap_or_default();
     let timeout = if job.timeout_ms == 0 { DEFAULT_TIMEOUT } else { Duration::from_millis(job.timeout_ms.into()) };
     let mut reads = job.mmio_reads.iter().copied();
     let mut vmm_exits = 0u32;
+    let mut nisv_stop = false;
 
     let end = {
         let run_ptr: *mut kvm_bindings::kvm_run = vcpu.get_kvm_run();
@@ -224,7 +416,11 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
                 Inject,
                 End(ReportEnd),
             }
-            let next = match vcpu.run() {
+            prof.lap(Phase::Exits);
+            let ran = vcpu.run();
+            prof.lap(Phase::Run);
+            prof.runs += 1;
+            let next = match ran {
                 // `max_exits` counts exits for case regions only (harness-page stores never
                 // count), and exit number max_exits + 1 ends the job unrecorded: the contract
                 // in guest-payloads/src/lower.rs that the refhyp (runner.rs) and the model keep.
@@ -275,7 +471,10 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
                     vmm_exits += 1;
                     match job.on_nisv {
                         NisvAction::InjectAbort => Next::Inject,
-                        NisvAction::Stop => Next::End(ReportEnd::Stopped { reason: "KVM_EXIT_ARM_NISV: the VMM stops (on_nisv: stop)".into() }),
+                        NisvAction::Stop => {
+                            nisv_stop = true;
+                            Next::End(ReportEnd::Stopped { reason: "KVM_EXIT_ARM_NISV: the VMM stops (on_nisv: stop)".into() })
+                        }
                     }
                 }
                 Ok(VcpuExit::Intr) => Next::Resume,
@@ -308,13 +507,19 @@ fn run_vm(caps: &Caps, job: &Job, prepared: &mut Prepared, memory: &GuestMemory,
         }
     };
 
+    prof.lap(Phase::Exits);
+    if let Some(s) = &stats {
+        prof.exits = s.read().iter().zip(&before).map(|(&(name, now), &(_, was))| (name, now - was)).collect();
+    }
     for &(ipa, len) in &job.digests {
         report.digests.push(fnv1a64(&memory.read(ipa, len)?));
     }
     for &(ipa, len) in &job.readback {
         report.readback.push(memory.read(ipa, len.into())?.to_vec());
     }
-    Ok(end)
+    prof.lap(Phase::Readback);
+    let clean = matches!(end, ReportEnd::Done | ReportEnd::ExitLimit) || nisv_stop;
+    Ok((end, clean))
 }
 
 fn is_harness(ipa: u64) -> bool {

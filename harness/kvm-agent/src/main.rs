@@ -19,7 +19,11 @@
 //!   the harness's panic recovery can be tested;
 //! - `trapdiff.warn_at=N`      TEST ONLY, off by default: on the (N+1)-th `Run` after boot,
 //!   write a WARN-shaped splat to /dev/kmsg before the job, so that the harness's kernel-finding
-//!   plumbing can be tested end to end.
+//!   plumbing can be tested end to end;
+//! - `trapdiff.profile=1`        after each `Result`, a `Log` frame with where the job's time
+//!   went (profile.rs); `--profile` natively;
+//! - `trapdiff.reuse=0`          a fresh VM for every job instead of reusing one (job.rs), for
+//!   measuring what reuse saves.
 
 mod boot;
 mod console;
@@ -27,6 +31,7 @@ mod ivshmem;
 mod job;
 mod kmsg;
 mod memory;
+mod profile;
 mod target_info;
 mod vcpu;
 mod watchdog;
@@ -48,7 +53,8 @@ fn main() -> ExitCode {
     if is_init {
         boot::init_system();
     }
-    let cmdline = boot::Cmdline::read();
+    let mut cmdline = boot::Cmdline::read();
+    cmdline.profile |= args.iter().any(|a| a == "--profile");
     let channel = if stdio || !is_init {
         Channel::stdio()
     } else {
@@ -79,8 +85,10 @@ struct Agent {
     runs: u64,
     /// Device memory for Device-nGnRE slots, when QEMU provides the ivshmem device.
     ivshmem: Option<ivshmem::Ivshmem>,
-    /// Makes the next job's VM and tears down the last one off the job path.
+    /// Makes fresh VMs and tears down spent ones off the job path.
     factory: Option<job::VmFactory>,
+    /// VMs kept from clean jobs, reused by later jobs with the same key.
+    pool: job::Pool,
 }
 
 impl Agent {
@@ -104,7 +112,20 @@ impl Agent {
         caps.device_ngnre = ivshmem.is_some();
         caps.mailbox = ivshmem.as_ref().is_some_and(|d| d.has_mailbox());
         watchdog::install();
-        Agent { channel, cmdline, kmsg: kmsg::Kmsg::open(), kvm, kvm_error, caps, runtime: None, last_reply: None, runs: 0, ivshmem, factory }
+        Agent {
+            channel,
+            cmdline,
+            kmsg: kmsg::Kmsg::open(),
+            kvm,
+            kvm_error,
+            caps,
+            runtime: None,
+            last_reply: None,
+            runs: 0,
+            ivshmem,
+            factory,
+            pool: job::Pool::default(),
+        }
     }
 
     fn serve(&mut self) {
@@ -195,23 +216,57 @@ impl Agent {
                     boot::write_test_warning(job.seq);
                 }
                 self.runs += 1;
-                let mut used_factory = false;
-                let (report, spent) = match (&self.kvm, &self.runtime) {
+                let mut prof = profile::Profile::new(self.cmdline.profile);
+                // The VM: a kept one with this job's key (the closest memory layout), else the
+                // factory's.
+                let mut took_fresh = false;
+                let (report, left) = match (&self.kvm, &self.runtime) {
                     (Some(kvm), Some(rt)) => {
-                        used_factory = self.factory.is_some();
-                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, self.factory.as_mut().and_then(|f| f.take()))
+                        let source = match self.pool.take(&job, self.ivshmem.as_ref()) {
+                            Some(k) => job::Source::Kept(k),
+                            None => match self.factory.as_mut() {
+                                Some(f) => {
+                                    took_fresh = true;
+                                    f.take(&mut prof).map_or(job::Source::Inline, job::Source::Fresh)
+                                }
+                                None => job::Source::Inline,
+                            },
+                        };
+                        job::run(kvm, &self.caps, self.ivshmem.as_ref(), rt, &job, source, &mut prof)
                     }
-                    (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), None),
-                    (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), None),
+                    (None, _) => (job::failed(&job, self.kvm_error.clone().unwrap_or_default()), job::Leftover::default()),
+                    (_, None) => (job::failed(&job, "no runtime loaded: send SetRuntime before Run".into()), job::Leftover::default()),
                 };
                 if let Some(text) = self.kmsg.drain(kmsg::JOB_LEVEL) {
                     self.send(&TargetMsg::Log { text: format!("kernel messages during job seq {}:\n{text}", job.seq) });
                 }
+                let elapsed_us = report.elapsed_us;
                 self.reply(&TargetMsg::Result(report));
-                // Tear the old VM down and make the next one while the harness works.
+                if self.cmdline.profile {
+                    self.send(&TargetMsg::Log { text: prof.line(job.seq, elapsed_us) });
+                }
+                // Keep a clean VM (scrubbed now, while the harness works); tear the others
+                // down, and make the next fresh VM if this job took the factory's.
+                let mut scrap = Vec::new();
+                match left.keep {
+                    Some(k) if !self.cmdline.reuse => scrap.push(job::Spent::from(k)),
+                    Some(mut k) => match k.scrub() {
+                        Ok(()) => scrap.extend(self.pool.put(k).map(job::Spent::from)),
+                        Err(e) => {
+                            eprintln!("trapdiff-agent: {e}; the VM is not reused");
+                            scrap.push(job::Spent::from(k));
+                        }
+                    },
+                    None => {}
+                }
                 match self.factory.as_mut() {
-                    Some(f) if used_factory => f.recycle(spent),
-                    _ => drop(spent),
+                    Some(f) => {
+                        f.recycle(left.spent, took_fresh);
+                        for s in scrap {
+                            f.recycle(Some(s), false);
+                        }
+                    }
+                    None => drop((left.spent, scrap)),
                 }
             }
         }

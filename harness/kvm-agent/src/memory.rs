@@ -1,6 +1,20 @@
 //! Guest memory: host mappings registered as KVM memslots (KVM_SET_USER_MEMORY_REGION,
-//! api.rst 4.35). RAM slots are fresh anonymous mappings per job; device slots are windows
-//! of the ivshmem BAR, zeroed per job. So no byte of one case is visible to the next.
+//! api.rst 4.35). RAM slots are anonymous mappings; device slots are windows of the ivshmem
+//! BAR, zeroed per job. No byte of one case is visible to the next, and every job starts with
+//! stage 2 empty, whether its VM is fresh or reused (`GuestMemory::layout`):
+//! - a RAM slot the job wants exactly as the last job had it (same IPA, size, flags) stays
+//!   registered and its host pages are dropped with MADV_DONTNEED: the next touch reads zeros
+//!   (madvise(2)), and the kernel's MMU notifier unmaps the range at stage 2 first
+//!   (virt/kvm/kvm_main.c kvm_mmu_notifier_invalidate_range_start -> kvm_unmap_gfn_range ->
+//!   arch/arm64/kvm/mmu.c __unmap_stage2_range, Linux 6.1), so the guest faults it in again
+//!   lazily, exactly as on a new memslot;
+//! - any other slot is deleted (memory_size 0, api.rst 4.35), which unmaps it at stage 2
+//!   (kvm_arch_flush_shadow_memslot -> unmap_stage2_range), and its mapping freed; the new
+//!   ones are created and registered. Device slots are never kept (MADV_DONTNEED does not
+//!   apply to a VM_PFNMAP BAR mapping).
+//!
+//! The stage-2 unmap walker frees table pages left empty (arch/arm64/kvm/hyp/pgtable.c
+//! stage2_unmap_walker), so a reused VM's stage 2 holds no tables from earlier jobs either.
 
 use std::borrow::Cow;
 
@@ -26,6 +40,17 @@ impl HostMem {
             return Err(std::io::Error::last_os_error());
         }
         Ok(HostMem { ptr: p.cast(), len })
+    }
+
+    /// Drop every page: the next access reads zeros (anonymous private mapping, madvise(2)
+    /// MADV_DONTNEED), and KVM unmaps the range at stage 2 through its MMU notifier.
+    pub fn discard(&mut self) -> std::io::Result<()> {
+        // SAFETY: ptr/len is this live mapping; no Rust reference into it outlives the call
+        // (&mut self).
+        if unsafe { libc::madvise(self.ptr.cast(), self.len, libc::MADV_DONTNEED) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     pub fn as_slice(&self) -> &[u8] {
@@ -58,13 +83,27 @@ enum Backing {
     Device(DeviceWindow),
 }
 
+/// One slot a job wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotSpec {
+    pub ipa: u64,
+    pub size: u64,
+    pub readonly: bool,
+    /// Backed by the device BAR (stage-2 Device-nGnRE) instead of anonymous RAM.
+    pub device: bool,
+}
+
 /// A memslot: guest IPA range backed by host memory.
 #[derive(Debug)]
 pub struct Memslot {
+    /// KVM memslot id.
+    id: u32,
     pub ipa: u64,
     pub size: u64,
     pub readonly: bool,
     backing: Backing,
+    /// A job may have written it or had it mapped at stage 2 since it was last discarded.
+    used: bool,
 }
 
 impl Memslot {
@@ -73,6 +112,18 @@ impl Memslot {
     }
     pub fn overlaps(&self, ipa: u64, size: u64) -> bool {
         ipa < self.ipa + self.size && self.ipa < ipa.saturating_add(size)
+    }
+    /// Zero a RAM slot's contents and empty it at stage 2 (HostMem::discard).
+    fn discard(&mut self) -> Result<(), String> {
+        if let Backing::Ram(m) = &mut self.backing {
+            m.discard().map_err(|e| format!("madvise(MADV_DONTNEED) on slot {:#x}+{:#x}: {e}", self.ipa, self.size))?;
+            self.used = false;
+        }
+        Ok(())
+    }
+
+    fn spec(&self) -> SlotSpec {
+        SlotSpec { ipa: self.ipa, size: self.size, readonly: self.readonly, device: matches!(self.backing, Backing::Device(_)) }
     }
     fn host_addr(&self) -> u64 {
         match &self.backing {
@@ -101,40 +152,101 @@ impl GuestMemory {
         usize::try_from(size).map_err(|_| format!("slot size {size:#x} too large"))
     }
 
-    /// Add a RAM slot (not yet registered with KVM).
-    pub fn add(&mut self, ipa: u64, size: u64, readonly: bool) -> Result<(), String> {
-        let len = self.check(ipa, size)?;
-        let mem = HostMem::new(len).map_err(|e| format!("cannot allocate {size:#x} bytes for slot {ipa:#x}: {e}"))?;
-        self.slots.push(Memslot { ipa, size, readonly, backing: Backing::Ram(mem) });
-        Ok(())
-    }
-
-    /// Add a slot backed by the next free, zeroed window of the device BAR.
-    pub fn add_device(&mut self, dev: &Ivshmem, ipa: u64, size: u64) -> Result<(), String> {
-        let len = self.check(ipa, size)?;
-        let Some(w) = dev.window(self.device_used, len) else {
-            return Err(format!("device slot {ipa:#x}+{size:#x} does not fit the {:#x}-byte device memory ({:#x} used)", dev.device_len(), self.device_used));
-        };
-        w.zero();
-        self.device_used += len;
-        self.slots.push(Memslot { ipa, size, readonly: false, backing: Backing::Device(w) });
-        Ok(())
-    }
-
-    /// Register every slot with the VM.
-    pub fn register(&self, vm: &VmFd) -> Result<(), String> {
-        for (i, s) in self.slots.iter().enumerate() {
+    /// Make the VM's memslots exactly `wanted` (in that order of ids on a fresh VM), every
+    /// byte zero and stage 2 empty (see the module comment). Returns how many slots were
+    /// kept (registered already; their pages discarded).
+    pub fn layout(&mut self, vm: &VmFd, dev: Option<&Ivshmem>, wanted: &[SlotSpec], t: &mut [u64; 3]) -> Result<usize, String> {
+        let t0 = std::time::Instant::now();
+        // On an error a slot not yet deleted stays in `slots`, so it is never unmapped while
+        // the VM still has it.
+        let mut i = 0;
+        while i < self.slots.len() {
+            let s = &mut self.slots[i];
+            if !s.spec().device && wanted.contains(&s.spec()) {
+                if s.used {
+                    let d0 = std::time::Instant::now();
+                    let r = s.discard();
+                    t[1] += d0.elapsed().as_micros() as u64;
+                    r?;
+                }
+                s.used = true;
+                i += 1;
+            } else {
+                // Deleted before its mapping goes (api.rst 4.35: memory_size 0 deletes).
+                let region = kvm_userspace_memory_region { slot: s.id, flags: 0, guest_phys_addr: s.ipa, memory_size: 0, userspace_addr: 0 };
+                // SAFETY: deleting a slot maps nothing.
+                unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION deleting slot {} at {:#x}: {e}", s.id, s.ipa))?;
+                self.slots.remove(i);
+            }
+        }
+        // No device slot is kept, so the whole BAR is free again.
+        self.device_used = 0;
+        let n_kept = self.slots.len();
+        let t1 = std::time::Instant::now();
+        for w in wanted {
+            if self.slots.iter().any(|s| s.spec() == *w) {
+                continue;
+            }
+            if w.device {
+                let dev = dev.ok_or("a device slot but no ivshmem device")?;
+                self.add_device(dev, w.ipa, w.size)?;
+            } else {
+                self.add(w.ipa, w.size, w.readonly)?;
+            }
+            let s = self.slots.last().ok_or("slot not added")?;
             let region = kvm_userspace_memory_region {
-                slot: i as u32,
+                slot: s.id,
                 flags: if s.readonly { KVM_MEM_READONLY } else { 0 },
                 guest_phys_addr: s.ipa,
                 memory_size: s.size,
                 userspace_addr: s.host_addr(),
             };
             // SAFETY: the host range is a live mapping of memory_size bytes that outlives the
-            // VM (job::Spent drops the VM before the GuestMemory).
-            unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION slot {i} at {:#x}+{:#x}: {e}", s.ipa, s.size))?;
+            // slot: it is deleted from the VM before the mapping is dropped (above), and a
+            // spent VM is dropped before its GuestMemory (job::Spent, job::Kept).
+            unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION slot {} at {:#x}+{:#x}: {e}", s.id, s.ipa, s.size))?;
         }
+        t[0] += (t1 - t0).as_micros() as u64;
+        t[2] += t1.elapsed().as_micros() as u64;
+        Ok(n_kept)
+    }
+
+    /// How many memslots `layout` would delete or create to give `wanted`.
+    pub fn changes_for(&self, wanted: &[SlotSpec]) -> usize {
+        let kept = self.slots.iter().filter(|s| !s.spec().device && wanted.contains(&s.spec())).count();
+        (self.slots.len() - kept) + (wanted.len() - kept)
+    }
+
+    /// Discard the RAM slots' pages now, so that the next job on this VM need not, if it keeps
+    /// them: done after a job's result is sent, off the job path.
+    pub fn scrub(&mut self) -> Result<(), String> {
+        self.slots.iter_mut().filter(|s| s.used).try_for_each(Memslot::discard)
+    }
+
+    /// The lowest memslot id no slot uses.
+    fn free_id(&self) -> u32 {
+        (0..).find(|i| !self.slots.iter().any(|s| s.id == *i)).unwrap_or(0)
+    }
+
+    /// Add a RAM slot (not yet registered with KVM).
+    fn add(&mut self, ipa: u64, size: u64, readonly: bool) -> Result<(), String> {
+        let len = self.check(ipa, size)?;
+        let mem = HostMem::new(len).map_err(|e| format!("cannot allocate {size:#x} bytes for slot {ipa:#x}: {e}"))?;
+        let id = self.free_id();
+        self.slots.push(Memslot { id, ipa, size, readonly, backing: Backing::Ram(mem), used: true });
+        Ok(())
+    }
+
+    /// Add a slot backed by the next free, zeroed window of the device BAR.
+    fn add_device(&mut self, dev: &Ivshmem, ipa: u64, size: u64) -> Result<(), String> {
+        let len = self.check(ipa, size)?;
+        let Some(w) = dev.window(self.device_used, len) else {
+            return Err(format!("device slot {ipa:#x}+{size:#x} does not fit the {:#x}-byte device memory ({:#x} used)", dev.device_len(), self.device_used));
+        };
+        w.zero();
+        self.device_used += len;
+        let id = self.free_id();
+        self.slots.push(Memslot { id, ipa, size, readonly: false, backing: Backing::Device(w), used: true });
         Ok(())
     }
 

@@ -202,6 +202,12 @@ impl Target {
                         let _ = self.to_target.send(b);
                     }
                 }
+                // The agent's per-job timing (`--kernel-append trapdiff.profile=1`): for the
+                // developer who asked for it, never kernel text.
+                Ok(FromTarget::Frame(Frame::Msg(TargetMsg::Log { text }))) if text.starts_with("agent profile ") => {
+                    eprintln!("[target] {text}");
+                    self.note(format!("[target] {text}"));
+                }
                 Ok(FromTarget::Frame(Frame::Msg(TargetMsg::Log { text }))) => {
                     self.note(format!("[target] {text}"));
                     self.kernel_log.push_text(&text);
