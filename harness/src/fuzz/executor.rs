@@ -1,10 +1,13 @@
 //! The executor: one case on every chosen backend (the model in process, refhyp/KVM as
-//! persistent live instances), an outcome per backend into the [`OutcomesObserver`].
+//! persistent live instances), an outcome per backend into the [`OutcomesObserver`]. Each
+//! backend runs on its own thread, so the backends of one exec run at the same time.
 //!
 //! LibAFL's own `DiffExecutor` composes exactly two executors and compares exit kinds; here
 //! the interesting difference is inside the outcomes (syndromes, exits, final state), so one
 //! executor runs N backends and the objective feedback diffs what they observed.
 
+use std::sync::{mpsc, Arc};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use libafl::executors::{Executor, ExitKind, HasObservers};
@@ -58,19 +61,67 @@ thread_local! {
     /// The backend and case running now, for the panic hook: a backend that aborts the
     /// process (a panic that cannot unwind, e.g. inside a C library binding) still leaves
     /// the case that did it behind (see `fuzz::install_panic_hook`).
-    pub(crate) static CURRENT: std::cell::RefCell<Option<(String, Case)>> = const { std::cell::RefCell::new(None) };
+    pub(crate) static CURRENT: std::cell::RefCell<Option<(String, Arc<Case>)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs each case on every backend, in order.
+/// A backend on its own long-lived thread. Live backends are driven only from here: the
+/// thread that (re)starts a QEMU child is the one its PR_SET_PDEATHSIG is tied to
+/// (`backend::qemu`), so it lives as long as the executor, not one exec.
+struct Worker {
+    name: String,
+    jobs: Option<mpsc::Sender<Arc<Case>>>,
+    done: mpsc::Receiver<(Outcome, Duration)>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(mut backend: Box<dyn Backend>) -> Worker {
+        let name = backend.name().to_string();
+        let (jobs, job_rx) = mpsc::channel::<Arc<Case>>();
+        let (done_tx, done) = mpsc::channel();
+        let tname = name.clone();
+        let thread = thread::Builder::new()
+            .name(format!("backend-{name}"))
+            .spawn(move || {
+                for case in job_rx {
+                    // For the panic hook: a backend that aborts the process leaves its case behind.
+                    CURRENT.with(|c| *c.borrow_mut() = Some((tname.clone(), Arc::clone(&case))));
+                    let t = Instant::now();
+                    let o = backend.run(&case);
+                    let took = t.elapsed();
+                    CURRENT.with(|c| *c.borrow_mut() = None);
+                    if done_tx.send((o, took)).is_err() {
+                        return;
+                    }
+                }
+                // The executor is gone: the backend (and any QEMU child) ends with this thread.
+            })
+            .ok();
+        Worker { name, jobs: Some(jobs), done, thread }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop; wait so its QEMU is gone when we return.
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs each case on every backend at once, one thread per backend: an exec costs the slowest
+/// backend's time, not the sum.
 pub struct BackendsExecutor {
-    backends: Vec<Box<dyn Backend>>,
+    workers: Vec<Worker>,
     observers: Observers,
     pub stats: Vec<BackendStats>,
 }
 
 impl std::fmt::Debug for BackendsExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+        let names: Vec<&str> = self.workers.iter().map(|w| w.name.as_str()).collect();
         write!(f, "BackendsExecutor({})", names.join(","))
     }
 }
@@ -78,36 +129,39 @@ impl std::fmt::Debug for BackendsExecutor {
 impl BackendsExecutor {
     pub fn new(backends: Vec<Box<dyn Backend>>) -> BackendsExecutor {
         let stats = backends.iter().map(|b| BackendStats { name: b.name().to_string(), ..BackendStats::default() }).collect();
-        BackendsExecutor { backends, observers: tuple_list!(OutcomesObserver::new()), stats }
+        let workers = backends.into_iter().map(Worker::start).collect();
+        BackendsExecutor { workers, observers: tuple_list!(OutcomesObserver::new()), stats }
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.backends.iter().map(|b| b.name().to_string()).collect()
+        self.workers.iter().map(|w| w.name.clone()).collect()
     }
 
     /// Run `case` on every backend.
     pub fn run_all(&mut self, case: &Case) -> Vec<(String, Outcome)> {
-        let all: Vec<usize> = (0..self.backends.len()).collect();
+        let all: Vec<usize> = (0..self.workers.len()).collect();
         self.run_some(case, &all)
     }
 
     /// Indices of the named backends (the minimiser runs only the ones that disagree).
     pub fn indices(&self, names: &[&str]) -> Vec<usize> {
-        (0..self.backends.len()).filter(|i| names.contains(&self.backends[*i].name())).collect()
+        (0..self.workers.len()).filter(|i| names.contains(&self.workers[*i].name.as_str())).collect()
     }
 
-    /// Run `case` on the backends at `which`, in order.
+    /// Run `case` on the backends at `which`, all at once; the outcomes in backend order.
     pub fn run_some(&mut self, case: &Case, which: &[usize]) -> Vec<(String, Outcome)> {
-        let mut out = Vec::with_capacity(which.len());
-        for (i, (b, st)) in self.backends.iter_mut().zip(self.stats.iter_mut()).enumerate() {
-            if !which.contains(&i) {
-                continue;
+        let job = Arc::new(case.clone());
+        let sent: Vec<usize> = (0..self.workers.len()).filter(|i| which.contains(i)).collect();
+        for &i in &sent {
+            let w = &self.workers[i];
+            if w.jobs.as_ref().is_none_or(|j| j.send(Arc::clone(&job)).is_err()) {
+                dead(&w.name);
             }
-            CURRENT.with(|c| *c.borrow_mut() = Some((b.name().to_string(), case.clone())));
-            let t = Instant::now();
-            let o = b.run(case);
-            CURRENT.with(|c| *c.borrow_mut() = None);
-            let took = t.elapsed();
+        }
+        let mut out = Vec::with_capacity(sent.len());
+        for &i in &sent {
+            let (w, st) = (&self.workers[i], &mut self.stats[i]);
+            let Ok((o, took)) = w.done.recv() else { dead(&w.name) };
             st.busy += took;
             st.execs += 1;
             if took > st.slowest {
@@ -119,7 +173,7 @@ impl BackendsExecutor {
                 End::Timeout => st.timeouts += 1,
                 _ => {}
             }
-            out.push((b.name().to_string(), o));
+            out.push((w.name.clone(), o));
         }
         out
     }
@@ -135,6 +189,13 @@ impl BackendsExecutor {
             ExitKind::Ok
         }
     }
+}
+
+/// A backend's thread is gone: its backend panicked past its own catch. End the client as
+/// that panic would have on one thread (the supervisor or the restarting manager starts it
+/// again; the panic hook left the case in `last-panic.json`).
+fn dead(name: &str) -> ! {
+    panic!("the {name} backend's thread died (its backend panicked); this client stops")
 }
 
 impl<EM, S: HasExecutions, Z> Executor<EM, CaseInput, S, Z> for BackendsExecutor {

@@ -30,7 +30,7 @@ pub fn install_panic_hook(out: &Path) {
     std::panic::set_hook(Box::new(move |info| {
         let current = executor::CURRENT.with(|c| c.try_borrow().ok().and_then(|c| c.clone()));
         if let Some((backend, case)) = current {
-            let v = serde_json::json!({"backend": backend, "message": info.to_string(), "case": case});
+            let v = serde_json::json!({"backend": backend, "message": info.to_string(), "case": &*case});
             let _ = std::fs::write(&path, v.to_string());
         }
         prev(info);
