@@ -38,6 +38,7 @@ fn a_short_model_campaign_grows_the_corpus() {
     assert!(st.execs >= 400, "{} execs", st.execs);
     assert!(st.corpus >= st.initial_corpus + 5, "the corpus did not grow: {} -> {}", st.initial_corpus, st.corpus);
     assert!(st.features > 10, "{} features", st.features);
+    assert_eq!(st.imported, 0, "a campaign on its own imports nothing");
     assert_eq!(st.backends.len(), 1);
     assert!(st.backends[0].execs_per_second > 0.0);
     // A single backend cannot diverge from itself; a crash of the model would be a find.
@@ -64,10 +65,10 @@ fn a_short_model_campaign_grows_the_corpus() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `trapdiff fuzz --cores 2`: two clients under LibAFL's Launcher and an LLMP broker, each
+/// `trapdiff fuzz --cores 2`: two client processes attached to this host's LLMP broker, each
 /// with its own stats and grown corpus, finishing in time with status 0.
 #[test]
-fn two_clients_under_the_launcher() {
+fn two_clients_on_one_host() {
     let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-cores-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let seeds = dir.join("seeds");
@@ -94,5 +95,53 @@ fn two_clients_under_the_launcher() {
         assert!(stats["execs"].as_u64().unwrap_or(0) > 100, "{stats}");
         assert!(stats["corpus"].as_u64() > stats["initial_corpus"].as_u64(), "{stats}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Seed directory holding the built-in seed of one instruction set.
+fn one_seed(dir: &Path, isa: &str) -> std::path::PathBuf {
+    let d = dir.join(format!("seeds-{isa}"));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    let c = builtin_seeds().into_iter().find(|c| c.name.ends_with(isa)).expect("a built-in seed per instruction set");
+    std::fs::write(d.join(format!("{isa}.json")), serde_json::to_string_pretty(&c).expect("json")).expect("write seed");
+    d
+}
+
+fn stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).expect("json")
+}
+
+/// Two hosts' worth of `trapdiff fuzz` on this machine: a hub (`--broker 127.0.0.1:PORT`,
+/// with one client of its own) and a node that joins it over TCP (`--connect`, one client),
+/// the path a client on another host takes. The two start from different seeds (an A64 case,
+/// a T32 case), so what one adds is new to the other: each must receive cases from the other
+/// and keep some (`imported`; a lone campaign imports nothing, see above).
+#[test]
+fn a_hub_and_a_remote_node_share_their_corpora_over_tcp() {
+    let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-b2b-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let addr = format!("127.0.0.1:{port}");
+    let fuzz = |role: &str, time: &str, seed: &str, name: &str, seeds: std::path::PathBuf| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trapdiff"))
+            .args(["fuzz", role, &addr, "--cores", "1", "--backends", "model", "--time", time, "--seed", seed])
+            .arg("--out")
+            .arg(dir.join(name))
+            .arg("--found")
+            .arg(dir.join(name).join("found"))
+            .arg(seeds)
+            .spawn()
+            .expect("trapdiff runs")
+    };
+    let mut hub = fuzz("--broker", "14s", "3", "hub", one_seed(&dir, "a64"));
+    // The node waits for the hub if it comes first; start it second all the same.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut remote = fuzz("--connect", "12s", "5", "remote", one_seed(&dir, "t32"));
+    let (r, h) = (remote.wait().expect("remote node"), hub.wait().expect("hub"));
+    assert!(r.success() && h.success(), "remote {r}, hub {h}");
+    let (hs, rs) = (stats(&dir.join("hub/client-1/stats.json")), stats(&dir.join("remote/client-1/stats.json")));
+    eprintln!("hub: corpus {} imported {}; remote: corpus {} imported {}", hs["corpus"], hs["imported"], rs["corpus"], rs["imported"]);
+    assert!(rs["imported"].as_u64().unwrap_or(0) > 0, "nothing reached the remote node from the hub's client: {rs}");
+    assert!(hs["imported"].as_u64().unwrap_or(0) > 0, "nothing reached the hub's client from the remote node: {hs}");
     let _ = std::fs::remove_dir_all(&dir);
 }

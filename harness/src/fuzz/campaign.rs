@@ -14,7 +14,7 @@ use libafl::mutators::HavocScheduledMutator;
 use libafl::schedulers::QueueScheduler;
 use libafl::schedulers::Scheduler;
 use libafl::stages::StdMutationalStage;
-use libafl::state::{HasCorpus, HasExecutions, StdState};
+use libafl::state::{HasCorpus, HasExecutions, HasImported, StdState};
 use libafl_bolts::rands::StdRand;
 use libafl_bolts::tuples::{tuple_list, tuple_list_type};
 use trapdiff_arch::case::Provenance;
@@ -214,6 +214,7 @@ where
             let counts = Counts {
                 initial,
                 corpus: count,
+                imported: *state.imported(),
                 features: fuzzer.feedback().features(),
                 hits: fuzzer.objective().hits,
                 seed_divergences: fuzzer.objective().seed_finds,
