@@ -104,6 +104,12 @@ where
     let planted_mode = names.iter().any(|n| n == REFERENCE);
     let mut dropped = 0usize;
     for (k, case) in seeds.into_iter().enumerate().filter(|_| fresh) {
+        // --time holds for the seed phase too (live backends may take longer than --time
+        // over a whole family): the seeds not run yet stay out of the corpus.
+        if started.elapsed() >= cfg.time {
+            eprintln!("trapdiff fuzz: --time ran out after {k} of {n} seeds; the rest stay out of the corpus");
+            break;
+        }
         let outcomes = executor.run_all(&case);
         *state.executions_mut() += 1;
         if planted_mode && shows_planted(&outcomes) {

@@ -217,3 +217,51 @@ impl HasObservers for BackendsExecutor {
         RefIndexable::from(&mut self.observers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend that takes a fixed time per case and notes the thread it ran on.
+    struct Slow {
+        name: String,
+        took: Duration,
+        threads: Arc<std::sync::Mutex<Vec<thread::ThreadId>>>,
+    }
+
+    impl Backend for Slow {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn run(&mut self, _case: &Case) -> Outcome {
+            self.threads.lock().map(|mut t| t.push(thread::current().id())).ok();
+            thread::sleep(self.took);
+            Outcome::default()
+        }
+    }
+
+    #[test]
+    fn an_exec_costs_the_slowest_backend_not_the_sum() {
+        let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let slow = |n: &str| -> Box<dyn Backend> { Box::new(Slow { name: n.into(), took: Duration::from_millis(60), threads: Arc::clone(&threads) }) };
+        let mut ex = BackendsExecutor::new(vec![slow("a"), slow("b"), slow("c")]);
+        let case = crate::fuzz::input::builtin_seeds().remove(0);
+        let t = Instant::now();
+        for _ in 0..3 {
+            let out = ex.run_all(&case);
+            assert_eq!(out.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "b", "c"], "outcomes in backend order");
+        }
+        let took = t.elapsed();
+        // One after the other would be 3 x 3 x 60 ms = 540 ms; at once, 3 x 60 ms.
+        assert!(took < Duration::from_millis(400), "3 execs took {took:?}");
+        assert!(ex.stats.iter().all(|s| s.execs == 3 && s.busy >= Duration::from_millis(180)), "{:?}", ex.stats);
+        // Each backend stays on its one thread (a live backend's QEMU is tied to it).
+        let seen = threads.lock().map(|t| t.clone()).unwrap_or_default();
+        let distinct: std::collections::BTreeSet<String> = seen.iter().map(|t| format!("{t:?}")).collect();
+        assert_eq!((seen.len(), distinct.len()), (9, 3), "{seen:?}");
+        assert!(!seen.contains(&thread::current().id()));
+        // Only the chosen backends run.
+        assert_eq!(ex.run_some(&case, &[1]).len(), 1);
+        assert_eq!(ex.stats.iter().map(|s| s.execs).collect::<Vec<_>>(), [3, 4, 3]);
+    }
+}
