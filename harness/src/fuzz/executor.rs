@@ -64,19 +64,39 @@ thread_local! {
     pub(crate) static CURRENT: std::cell::RefCell<Option<(String, Arc<Case>)>> = const { std::cell::RefCell::new(None) };
 }
 
-/// A backend on its own long-lived thread. Live backends are driven only from here: the
-/// thread that (re)starts a QEMU child is the one its PR_SET_PDEATHSIG is tied to
-/// (`backend::qemu`), so it lives as long as the executor, not one exec.
+/// Where a backend runs. Live backends (those with [`Backend::phases`]: refhyp, kvm) spend an
+/// exec waiting on QEMU, so each gets its own long-lived thread and they wait at the same
+/// time; they are driven only from that thread, the one a QEMU child it (re)starts ties its
+/// PR_SET_PDEATHSIG to (`backend::qemu`), so it lives as long as the executor, not one exec.
+/// An in-process backend (the model) runs on the fuzzing thread meanwhile: a thread hop per
+/// exec would cost it more than it saves (two wake-ups on a busy machine).
+enum Place {
+    Here(Box<dyn Backend>),
+    Thread { jobs: Option<mpsc::Sender<Arc<Case>>>, done: mpsc::Receiver<(Outcome, Duration)>, thread: Option<thread::JoinHandle<()>> },
+}
+
 struct Worker {
     name: String,
-    jobs: Option<mpsc::Sender<Arc<Case>>>,
-    done: mpsc::Receiver<(Outcome, Duration)>,
-    thread: Option<thread::JoinHandle<()>>,
+    place: Place,
+}
+
+/// Run one case on `backend`, noting it for the panic hook: a backend that aborts the
+/// process leaves its case behind.
+fn timed_run(name: &str, backend: &mut dyn Backend, case: &Arc<Case>) -> (Outcome, Duration) {
+    CURRENT.with(|c| *c.borrow_mut() = Some((name.to_string(), Arc::clone(case))));
+    let t = Instant::now();
+    let o = backend.run(case);
+    let took = t.elapsed();
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    (o, took)
 }
 
 impl Worker {
     fn start(mut backend: Box<dyn Backend>) -> Worker {
         let name = backend.name().to_string();
+        if backend.phases().is_none() {
+            return Worker { name, place: Place::Here(backend) };
+        }
         let (jobs, job_rx) = mpsc::channel::<Arc<Case>>();
         let (done_tx, done) = mpsc::channel();
         let tname = name.clone();
@@ -84,34 +104,30 @@ impl Worker {
             .name(format!("backend-{name}"))
             .spawn(move || {
                 for case in job_rx {
-                    // For the panic hook: a backend that aborts the process leaves its case behind.
-                    CURRENT.with(|c| *c.borrow_mut() = Some((tname.clone(), Arc::clone(&case))));
-                    let t = Instant::now();
-                    let o = backend.run(&case);
-                    let took = t.elapsed();
-                    CURRENT.with(|c| *c.borrow_mut() = None);
-                    if done_tx.send((o, took)).is_err() {
+                    if done_tx.send(timed_run(&tname, backend.as_mut(), &case)).is_err() {
                         return;
                     }
                 }
                 // The executor is gone: the backend (and any QEMU child) ends with this thread.
             })
             .ok();
-        Worker { name, jobs: Some(jobs), done, thread }
+        Worker { name, place: Place::Thread { jobs: Some(jobs), done, thread } }
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the channel ends the thread's loop; wait so its QEMU is gone when we return.
-        self.jobs.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Place::Thread { jobs, thread, .. } = &mut self.place {
+            jobs.take();
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
 
-/// Runs each case on every backend at once, one thread per backend: an exec costs the slowest
+/// Runs each case on every backend at once (see [`Place`]): an exec costs the slowest
 /// backend's time, not the sum.
 pub struct BackendsExecutor {
     workers: Vec<Worker>,
@@ -151,17 +167,35 @@ impl BackendsExecutor {
     /// Run `case` on the backends at `which`, all at once; the outcomes in backend order.
     pub fn run_some(&mut self, case: &Case, which: &[usize]) -> Vec<(String, Outcome)> {
         let job = Arc::new(case.clone());
-        let sent: Vec<usize> = (0..self.workers.len()).filter(|i| which.contains(i)).collect();
-        for &i in &sent {
+        let chosen: Vec<usize> = (0..self.workers.len()).filter(|i| which.contains(i)).collect();
+        // The live backends start, the in-process ones run meanwhile, then the live ones are
+        // waited for.
+        for &i in &chosen {
             let w = &self.workers[i];
-            if w.jobs.as_ref().is_none_or(|j| j.send(Arc::clone(&job)).is_err()) {
-                dead(&w.name);
+            if let Place::Thread { jobs, .. } = &w.place {
+                if jobs.as_ref().is_none_or(|j| j.send(Arc::clone(&job)).is_err()) {
+                    dead(&w.name);
+                }
             }
         }
-        let mut out = Vec::with_capacity(sent.len());
-        for &i in &sent {
-            let (w, st) = (&self.workers[i], &mut self.stats[i]);
-            let Ok((o, took)) = w.done.recv() else { dead(&w.name) };
+        let mut results: Vec<Option<(Outcome, Duration)>> = chosen.iter().map(|_| None).collect();
+        for (k, &i) in chosen.iter().enumerate() {
+            let w = &mut self.workers[i];
+            if let Place::Here(b) = &mut w.place {
+                results[k] = Some(timed_run(&w.name, b.as_mut(), &job));
+            }
+        }
+        for (k, &i) in chosen.iter().enumerate() {
+            let w = &self.workers[i];
+            if let Place::Thread { done, .. } = &w.place {
+                let Ok(r) = done.recv() else { dead(&w.name) };
+                results[k] = Some(r);
+            }
+        }
+        let mut out = Vec::with_capacity(chosen.len());
+        for (&i, r) in chosen.iter().zip(results) {
+            let Some((o, took)) = r else { dead(&self.workers[i].name) };
+            let st = &mut self.stats[i];
             st.busy += took;
             st.execs += 1;
             if took > st.slowest {
@@ -173,7 +207,7 @@ impl BackendsExecutor {
                 End::Timeout => st.timeouts += 1,
                 _ => {}
             }
-            out.push((w.name.clone(), o));
+            out.push((self.workers[i].name.clone(), o));
         }
         out
     }
@@ -221,12 +255,15 @@ impl HasObservers for BackendsExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Phases;
 
-    /// A backend that takes a fixed time per case and notes the thread it ran on.
+    /// A backend that takes a fixed time per case and notes the thread it ran on; `live` ones
+    /// report phases, as the QEMU backends do.
     struct Slow {
         name: String,
+        live: bool,
         took: Duration,
-        threads: Arc<std::sync::Mutex<Vec<thread::ThreadId>>>,
+        threads: Arc<std::sync::Mutex<Vec<(String, thread::ThreadId)>>>,
     }
 
     impl Backend for Slow {
@@ -234,32 +271,40 @@ mod tests {
             &self.name
         }
         fn run(&mut self, _case: &Case) -> Outcome {
-            self.threads.lock().map(|mut t| t.push(thread::current().id())).ok();
+            self.threads.lock().map(|mut t| t.push((self.name.clone(), thread::current().id()))).ok();
             thread::sleep(self.took);
             Outcome::default()
+        }
+        fn phases(&self) -> Option<Phases> {
+            self.live.then(Phases::default)
         }
     }
 
     #[test]
     fn an_exec_costs_the_slowest_backend_not_the_sum() {
         let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let slow = |n: &str| -> Box<dyn Backend> { Box::new(Slow { name: n.into(), took: Duration::from_millis(60), threads: Arc::clone(&threads) }) };
-        let mut ex = BackendsExecutor::new(vec![slow("a"), slow("b"), slow("c")]);
+        let slow = |n: &str, live: bool| -> Box<dyn Backend> {
+            Box::new(Slow { name: n.into(), live, took: Duration::from_millis(60), threads: Arc::clone(&threads) })
+        };
+        let mut ex = BackendsExecutor::new(vec![slow("model", false), slow("a", true), slow("b", true)]);
         let case = crate::fuzz::input::builtin_seeds().remove(0);
         let t = Instant::now();
         for _ in 0..3 {
             let out = ex.run_all(&case);
-            assert_eq!(out.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "b", "c"], "outcomes in backend order");
+            assert_eq!(out.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["model", "a", "b"], "outcomes in backend order");
         }
         let took = t.elapsed();
         // One after the other would be 3 x 3 x 60 ms = 540 ms; at once, 3 x 60 ms.
         assert!(took < Duration::from_millis(400), "3 execs took {took:?}");
         assert!(ex.stats.iter().all(|s| s.execs == 3 && s.busy >= Duration::from_millis(180)), "{:?}", ex.stats);
-        // Each backend stays on its one thread (a live backend's QEMU is tied to it).
+        // The in-process backend runs here; each live one stays on its one thread (its QEMU
+        // is tied to it).
         let seen = threads.lock().map(|t| t.clone()).unwrap_or_default();
-        let distinct: std::collections::BTreeSet<String> = seen.iter().map(|t| format!("{t:?}")).collect();
-        assert_eq!((seen.len(), distinct.len()), (9, 3), "{seen:?}");
-        assert!(!seen.contains(&thread::current().id()));
+        let me = thread::current().id();
+        let on = |n: &str| seen.iter().filter(|(b, _)| b == n).map(|(_, t)| format!("{t:?}")).collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(on("model"), [format!("{me:?}")].into_iter().collect());
+        let (a, b) = (on("a"), on("b"));
+        assert!(a.len() == 1 && b.len() == 1 && a != b && !a.contains(&format!("{me:?}")), "{seen:?}");
         // Only the chosen backends run.
         assert_eq!(ex.run_some(&case, &[1]).len(), 1);
         assert_eq!(ex.stats.iter().map(|s| s.execs).collect::<Vec<_>>(), [3, 4, 3]);

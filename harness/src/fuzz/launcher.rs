@@ -37,13 +37,12 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use libafl::events::{
-    setup_restarting_mgr_llmp, ClientDescription, EventConfig, LlmpRestartingEventManager, ManagerKind, SendExiting, ShouldSaveState,
-    StdLlmpEventHook,
+    setup_restarting_mgr_llmp, ClientDescription, EventConfig, LlmpRestartingEventManager, ManagerKind, SendExiting, ShouldSaveState, StdLlmpEventHook,
 };
 use libafl::monitors::MultiMonitor;
 use libafl::Error;
 use libafl_bolts::core_affinity::CoreId;
-use libafl_bolts::llmp::{LlmpBroker, Listener};
+use libafl_bolts::llmp::{Listener, LlmpBroker};
 use libafl_bolts::shmem::{ShMemProvider, StdShMem, StdShMemProvider};
 use libafl_bolts::tuples::tuple_list;
 
@@ -114,10 +113,7 @@ fn run(a: &FuzzArgs, seed: u64) -> Result<ExitCode, String> {
 
 /// The first address `addr` (HOST:PORT) resolves to.
 fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("`{addr}` is no HOST:PORT address: {e}"))?
-        .next()
-        .ok_or_else(|| format!("`{addr}` resolves to no address"))
+    addr.to_socket_addrs().map_err(|e| format!("`{addr}` is no HOST:PORT address: {e}"))?.next().ok_or_else(|| format!("`{addr}` resolves to no address"))
 }
 
 /// The hub: a broker with no client of its own, listening on the `--broker` address for the
