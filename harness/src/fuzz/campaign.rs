@@ -68,7 +68,7 @@ pub type FuzzerT = StdFuzzer<QueueScheduler, NoveltyFeedback, BytesInputConverte
 pub type Stages<EM> =
     tuple_list_type!(StdMutationalStage<BackendsExecutor, EM, CaseInput, CaseInput, HavocScheduledMutator<mutators::AllMutators>, FuzzState, FuzzerT>);
 
-/// [`campaign`] with any LibAFL event manager (the Launcher's LLMP clients pass theirs, and
+/// [`campaign`] with any LibAFL event manager (the LLMP clients of `launcher` pass theirs, and
 /// the state they restart with).
 pub fn campaign_with<EM>(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>, mgr: &mut EM, restored: Option<FuzzState>) -> Result<Stats, FuzzError>
 where
@@ -247,7 +247,7 @@ where
             }
         }
         fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, mgr)?;
-        // Clients of a Launcher tell the broker how they are doing (a no-op otherwise).
+        // LLMP clients tell their broker how they are doing (a no-op otherwise).
         mgr.maybe_report_progress(&mut state, Duration::from_secs(15))?;
     }
 }

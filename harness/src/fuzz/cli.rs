@@ -141,9 +141,9 @@ pub fn load_seeds(paths: &[PathBuf]) -> Vec<Case> {
     seeds
 }
 
-/// `trapdiff fuzz`: the launcher for `--cores N`, else the supervisor, which runs the campaign
-/// in a client process (this function again, with the arguments in
-/// [`supervisor::CLIENT_ENV`]).
+/// `trapdiff fuzz`: the launcher for `--cores N` / `--broker` / `--connect`, else the
+/// supervisor, which runs the campaign in a client process (this function again, with the
+/// arguments in [`supervisor::CLIENT_ENV`]; an LLMP client also has [`launcher::PORT_ENV`]).
 pub fn main(a: FuzzArgs) -> ExitCode {
     if let Some(json) = std::env::var_os(supervisor::CLIENT_ENV) {
         return match serde_json::from_str::<FuzzArgs>(&json.to_string_lossy()) {

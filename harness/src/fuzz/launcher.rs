@@ -235,7 +235,14 @@ fn node(a: &FuzzArgs, seed: u64, link: Option<SocketAddr>) -> Result<ExitCode, S
     let mut failed = false;
     let mut last_check = Instant::now();
     while !children.is_empty() {
-        broker.broker_once().map_err(|e| format!("LLMP broker: {e}"))?;
+        if let Err(e) = broker.broker_once() {
+            // The clients cannot go on without their broker: stop them, their finds are saved.
+            for c in &mut children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return Err(format!("LLMP broker: {e}"));
+        }
         thread::sleep(BROKER_SLEEP);
         if last_check.elapsed() >= Duration::from_millis(200) {
             last_check = Instant::now();
