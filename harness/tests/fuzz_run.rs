@@ -145,3 +145,59 @@ fn a_hub_and_a_remote_node_share_their_corpora_over_tcp() {
     assert!(hs["imported"].as_u64().unwrap_or(0) > 0, "nothing reached the hub's client from the remote node: {hs}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A live backend's timing without QEMU: sleeps as long as the refhyp or kvm is expected to
+/// take per case once they are fast (the fuzzer's side of the ">= 100 execs/s" goal), and
+/// answers as the model does.
+struct Paced {
+    name: String,
+    per_case: Duration,
+    inner: Box<dyn Backend>,
+}
+
+impl Backend for Paced {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn run(&mut self, case: &trapdiff_arch::Case) -> trapdiff_arch::Outcome {
+        let t = std::time::Instant::now();
+        let o = self.inner.run(case);
+        std::thread::sleep(self.per_case.saturating_sub(t.elapsed()));
+        o
+    }
+    fn phases(&self) -> Option<trapdiff::backend::Phases> {
+        Some(trapdiff::backend::Phases::default())
+    }
+}
+
+/// What the loop itself sustains on the mmio family with the model and two live-paced
+/// backends (`TRAPDIFF_PACE_MS`, default 1.3 and 4 ms: the refhyp's and kvm's own time per case
+/// the backend work aims at). Timing, so not in CI:
+/// `cargo test --release -p trapdiff --test fuzz_run -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing figure; run with --ignored"]
+fn loop_rate_with_fast_live_backends() {
+    let pace: Vec<f64> = std::env::var("TRAPDIFF_PACE_MS").unwrap_or_else(|_| "1.3,4".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let mut backends = model(&["model"]);
+    for (i, ms) in pace.iter().enumerate() {
+        let inner = model(&["model"]).remove(0);
+        backends.push(Box::new(Paced { name: format!("paced{i}"), per_case: Duration::from_secs_f64(ms / 1000.0), inner }));
+    }
+    let seeds: Vec<_> =
+        trapdiff::case_file::load_all(&[trapdiff::paths::suite_dir().join("mmio")]).into_iter().filter_map(Result::ok).map(|(_, c)| c).collect();
+    let dir = std::env::temp_dir().join(format!("trapdiff-fuzz-pace-{}", std::process::id()));
+    let mut c = cfg(&dir, 1, u64::MAX);
+    c.time = Duration::from_secs(30);
+    c.iters = None;
+    let st = fuzz::campaign(&c, backends, seeds).expect("campaign runs");
+    eprintln!("{}", st.line());
+    let slowest = st.backends.iter().map(|b| b.stats.busy.as_secs_f64()).fold(0.0, f64::max);
+    eprintln!(
+        "{:.0} execs/s; per exec {:.2} ms, of which the slowest backend {:.2} ms",
+        st.execs_per_second,
+        1000.0 * st.elapsed_seconds / st.execs as f64,
+        1000.0 * slowest / st.execs as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(st.execs > 0);
+}
