@@ -14,7 +14,7 @@ use libafl::mutators::HavocScheduledMutator;
 use libafl::schedulers::QueueScheduler;
 use libafl::schedulers::Scheduler;
 use libafl::stages::StdMutationalStage;
-use libafl::state::{HasCorpus, HasExecutions, StdState};
+use libafl::state::{HasCorpus, HasExecutions, HasImported, StdState};
 use libafl_bolts::rands::StdRand;
 use libafl_bolts::tuples::{tuple_list, tuple_list_type};
 use trapdiff_arch::case::Provenance;
@@ -68,7 +68,7 @@ pub type FuzzerT = StdFuzzer<QueueScheduler, NoveltyFeedback, BytesInputConverte
 pub type Stages<EM> =
     tuple_list_type!(StdMutationalStage<BackendsExecutor, EM, CaseInput, CaseInput, HavocScheduledMutator<mutators::AllMutators>, FuzzState, FuzzerT>);
 
-/// [`campaign`] with any LibAFL event manager (the Launcher's LLMP clients pass theirs, and
+/// [`campaign`] with any LibAFL event manager (the LLMP clients of `launcher` pass theirs, and
 /// the state they restart with).
 pub fn campaign_with<EM>(cfg: &Config, backends: Vec<Box<dyn Backend>>, seeds: Vec<Case>, mgr: &mut EM, restored: Option<FuzzState>) -> Result<Stats, FuzzError>
 where
@@ -104,6 +104,12 @@ where
     let planted_mode = names.iter().any(|n| n == REFERENCE);
     let mut dropped = 0usize;
     for (k, case) in seeds.into_iter().enumerate().filter(|_| fresh) {
+        // --time holds for the seed phase too (live backends may take longer than --time
+        // over a whole family): the seeds not run yet stay out of the corpus.
+        if started.elapsed() >= cfg.time {
+            eprintln!("trapdiff fuzz: --time ran out after {k} of {n} seeds; the rest stay out of the corpus");
+            break;
+        }
         let outcomes = executor.run_all(&case);
         *state.executions_mut() += 1;
         if planted_mode && shows_planted(&outcomes) {
@@ -214,6 +220,7 @@ where
             let counts = Counts {
                 initial,
                 corpus: count,
+                imported: *state.imported(),
                 features: fuzzer.feedback().features(),
                 hits: fuzzer.objective().hits,
                 seed_divergences: fuzzer.objective().seed_finds,
@@ -240,7 +247,7 @@ where
             }
         }
         fuzzer.fuzz_one(&mut stages, &mut executor, &mut state, mgr)?;
-        // Clients of a Launcher tell the broker how they are doing (a no-op otherwise).
+        // LLMP clients tell their broker how they are doing (a no-op otherwise).
         mgr.maybe_report_progress(&mut state, Duration::from_secs(15))?;
     }
 }

@@ -48,9 +48,20 @@ pub struct FuzzArgs {
     /// Seed of every random choice: the same seed, corpus and --iters replay the same run.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Fuzzing clients to run side by side, each with its own backend instances.
+    /// Fuzzing clients to run side by side on this host, each with its own backend instances,
+    /// sharing their corpora through an LLMP broker (with --broker, 0 runs only the hub).
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
+    /// Be the hub of a campaign across hosts: listen on ADDR (e.g. 0.0.0.0:1337) for the
+    /// other hosts' `--connect`, and relay every host's new corpus entries to the others.
+    #[arg(long, value_name = "ADDR", conflicts_with = "connect")]
+    #[serde(default)]
+    pub broker: Option<String>,
+    /// Join the campaign whose hub (`--broker`) listens at HOST:PORT: this host's clients
+    /// share their corpora with every other host's.
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(default)]
+    pub connect: Option<String>,
     /// Executions a minimisation may spend per find.
     #[arg(long, default_value_t = 300)]
     pub minimise_budget: u64,
@@ -130,13 +141,16 @@ pub fn load_seeds(paths: &[PathBuf]) -> Vec<Case> {
     seeds
 }
 
-/// `trapdiff fuzz`: the launcher for `--cores N`, else the supervisor, which runs the campaign
-/// in a client process (this function again, with the arguments in
-/// [`supervisor::CLIENT_ENV`]).
+/// `trapdiff fuzz`: the launcher for `--cores N` / `--broker` / `--connect`, else the
+/// supervisor, which runs the campaign in a client process (this function again, with the
+/// arguments in [`supervisor::CLIENT_ENV`]; an LLMP client also has [`launcher::PORT_ENV`]).
 pub fn main(a: FuzzArgs) -> ExitCode {
     if let Some(json) = std::env::var_os(supervisor::CLIENT_ENV) {
         return match serde_json::from_str::<FuzzArgs>(&json.to_string_lossy()) {
-            Ok(args) => client(args),
+            Ok(args) => match launcher::client_env() {
+                Some((port, id)) => launcher::client(args, port, id),
+                None => client(args),
+            },
             Err(e) => {
                 eprintln!("error: the fuzzing client's arguments ({}) do not parse: {e}", supervisor::CLIENT_ENV);
                 ExitCode::from(2)
@@ -144,7 +158,7 @@ pub fn main(a: FuzzArgs) -> ExitCode {
         };
     }
     let seed = a.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
-    if a.cores > 1 {
+    if a.cores != 1 || a.broker.is_some() || a.connect.is_some() {
         return launcher::launch(&a, seed);
     }
     supervisor::supervise(&a, seed)

@@ -6,16 +6,17 @@
 //!
 //! Modules follow LibAFL's concepts: [`input`], [`mutators`] (over the [`catalogue`]),
 //! [`executor`], [`observers`], [`feedback`] (over [`signature`]), [`minimise`], and the
-//! [`launcher`] for `--cores`; around them the command line ([`cli`]), the loop
-//! ([`campaign`]), saved finds ([`finds`]), `stats.json` ([`stats`]) and the process that
-//! restarts a client a backend killed ([`supervisor`]).
+//! [`launcher`] for `--cores`, `--broker` and `--connect`; around them the command line
+//! ([`cli`]), the loop ([`campaign`]), saved finds ([`finds`]), `stats.json` ([`stats`]) and
+//! the process that restarts a client a backend killed ([`supervisor`]).
 //!
 //! ```text
 //! trapdiff fuzz [--time 10m] [--iters N] [--backends model,refhyp,kvm] [--out DIR]
 //!               [--found DIR] [--seed N] [--cores N] [--minimise-budget N] [PATHS...]
+//!               [--broker ADDR | --connect HOST:PORT]
 //!
 //!   PATHS          seed cases (default corpus/suite; the built-in seeds if none load)
-//!   DIR/stats.json execs/s per backend, corpus size, features, finds (rewritten as it runs)
+//!   DIR/stats.json execs/s per backend, corpus size, imports, features, finds (rewritten as it runs)
 //!   DIR/queue/     the cases the campaign added to the corpus, as case files
 //!   found/<signature>.json            minimised find, provenance.source = "fuzzer"
 //!   found/<signature>.outcomes.jsonl  each backend's outcome and the divergences

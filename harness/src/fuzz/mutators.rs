@@ -616,11 +616,32 @@ fn vmm<R: Rand>(r: &mut R, case: &mut Case) -> bool {
 /// print as absolute targets). Words Capstone cannot decode get an empty `asm`, which the
 /// loader accepts.
 pub fn sync_asm(case: &mut Case, d: Option<&Disassembler>) {
+    let Some(d) = d else {
+        case.code.insns.iter_mut().for_each(|i| i.asm.clear());
+        return;
+    };
     let isa = case.state.isa;
     let addrs = case.code.addresses(isa);
-    for (insn, pc) in case.code.insns.iter_mut().zip(addrs) {
-        insn.asm = d.and_then(|d| d.disasm_at(isa, insn.w, pc).ok()).unwrap_or_default();
-    }
+    // A mutation changes a word or two: the rest were disassembled at the same address the
+    // last time (Capstone was 40% of the fuzzing thread's own time before this memo).
+    ASM_MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() > ASM_MEMO_MAX {
+            m.clear();
+        }
+        for (insn, pc) in case.code.insns.iter_mut().zip(addrs) {
+            insn.asm = m.entry((isa, insn.w, pc)).or_insert_with(|| d.disasm_at(isa, insn.w, pc).unwrap_or_default()).clone();
+        }
+    });
+}
+
+/// Entries the memo may hold before it starts again (a few MB at most).
+const ASM_MEMO_MAX: usize = 1 << 16;
+
+thread_local! {
+    /// Capstone's text for (instruction set, word, address): the same for every Disassembler.
+    static ASM_MEMO: std::cell::RefCell<std::collections::HashMap<(Isa, u32, u64), String>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// Apply `m` to a copy, sync the disassembly, and accept it only if the loader would.

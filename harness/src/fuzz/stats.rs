@@ -17,6 +17,9 @@ pub struct Stats {
     pub backends: Vec<BackendStatsReport>,
     pub initial_corpus: usize,
     pub corpus: usize,
+    /// Corpus entries received from other clients (other hosts' too) and kept: new to this
+    /// client's feedback when it ran them on its own backends.
+    pub imported: usize,
     pub features: usize,
     pub objective_hits: u64,
     /// Seeds that already diverge (their signatures are not finds).
@@ -35,13 +38,14 @@ pub struct BackendStatsReport {
 pub(crate) struct Counts {
     pub initial: usize,
     pub corpus: usize,
+    pub imported: usize,
     pub features: usize,
     pub hits: u64,
     pub seed_divergences: u64,
 }
 
 pub(crate) fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExecutor, c: Counts, finds: &[FindReport]) -> Stats {
-    let Counts { initial, corpus, features, hits, seed_divergences } = c;
+    let Counts { initial, corpus, imported, features, hits, seed_divergences } = c;
     let el = started.elapsed().as_secs_f64();
     Stats {
         seed,
@@ -51,6 +55,7 @@ pub(crate) fn stats_of(seed: u64, started: Instant, execs: u64, ex: &BackendsExe
         backends: ex.stats.iter().map(|s| BackendStatsReport { execs_per_second: s.execs_per_sec(), stats: s.clone() }).collect(),
         initial_corpus: initial,
         corpus,
+        imported,
         features,
         objective_hits: hits,
         seed_divergences,

@@ -30,7 +30,7 @@ pub fn install_panic_hook(out: &Path) {
     std::panic::set_hook(Box::new(move |info| {
         let current = executor::CURRENT.with(|c| c.try_borrow().ok().and_then(|c| c.clone()));
         if let Some((backend, case)) = current {
-            let v = serde_json::json!({"backend": backend, "message": info.to_string(), "case": case});
+            let v = serde_json::json!({"backend": backend, "message": info.to_string(), "case": &*case});
             let _ = std::fs::write(&path, v.to_string());
         }
         prev(info);
@@ -41,7 +41,7 @@ pub fn install_panic_hook(out: &Path) {
 /// the arguments serialised in [`CLIENT_ENV`] (one campaign, no supervisor of its own).
 fn client_command(a: &FuzzArgs, seed: u64, time: Duration) -> Result<std::process::Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable to start a fuzzing client: {e}"))?;
-    let args = FuzzArgs { seed: Some(seed), time, cores: 1, found: Some(found_dir(a)), ..a.clone() };
+    let args = FuzzArgs { seed: Some(seed), time, cores: 1, broker: None, connect: None, found: Some(found_dir(a)), ..a.clone() };
     let json = serde_json::to_string(&args).map_err(|e| format!("cannot serialise the client's arguments: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("fuzz").env(CLIENT_ENV, json);
