@@ -366,4 +366,66 @@ mod tests {
             assert_eq!(b.boots, 0);
         }
     }
+
+    use super::super::mailbox::SharedFile;
+    use std::os::unix::fs::FileExt;
+    use trapdiff_arch::mailbox::{Dir, AREA, HALF};
+    use trapdiff_arch::wire::Report;
+
+    /// A target that, for each entry of `replies`, prints that line and then waits for one
+    /// line from the harness (a Resend), and finally idles.
+    fn scripted(tag: &str, replies: &[Vec<u8>]) -> TargetConfig {
+        let mut script = String::from("#!/bin/sh\n");
+        for r in replies {
+            let line = String::from_utf8_lossy(r);
+            script.push_str(&format!("printf '%s\\n' '{}'\nread l\n", line.trim_end()));
+        }
+        script.push_str("sleep 5\n");
+        let path = std::env::temp_dir().join(format!("trapdiff-mailbox-{tag}-{}.sh", std::process::id()));
+        std::fs::write(&path, script).expect("script");
+        TargetConfig { program: "/bin/sh".into(), args: vec![path.display().to_string()], boot_timeout: Duration::from_secs(5) }
+    }
+
+    fn result(seq: u32) -> (TargetMsg, Vec<u8>) {
+        let m = TargetMsg::Result(Report { seq, readback: vec![vec![0xab; 400]], ..Report::default() });
+        let p = trapdiff_arch::wire::encode_payload(&m).expect("encode");
+        (m, p)
+    }
+
+    #[test]
+    fn a_torn_reply_in_the_mailbox_is_asked_for_again() {
+        let file = SharedFile::create("reply-test", 4 << 20, 0).expect("file");
+        let (msg, payload) = result(7);
+        // The first reply half holds a torn copy (one byte flipped), the second the real one:
+        // as if the target's first write was damaged and its answer to Resend was whole.
+        let mut torn = payload.clone();
+        torn[20] ^= 0x40;
+        let f = std::fs::File::options().write(true).open(&file.path).expect("open");
+        f.write_all_at(&torn, AREA as u64).expect("write");
+        f.write_all_at(&payload, (AREA + HALF) as u64).expect("write");
+        let first = Doorbell::for_payload(Dir::ToHost, AREA, &payload).line();
+        let second = Doorbell::for_payload(Dir::ToHost, AREA + HALF, &payload).line();
+        let mut t = Target::spawn(&scripted("torn", &[first, second])).expect("spawn");
+        let got = t.recv_via(Duration::from_secs(5), Some(&file)).expect("the resent reply");
+        assert_eq!(got, msg);
+        assert!(t.last_via_mailbox);
+        assert!(t.tail().contains("mailbox checksum mismatch"), "{}", t.tail());
+    }
+
+    #[test]
+    fn a_reply_that_stays_torn_or_has_no_mailbox_is_an_error_not_a_hang() {
+        let file = SharedFile::create("reply-test", 4 << 20, 0).expect("file");
+        let (_, payload) = result(8);
+        let bell = Doorbell::for_payload(Dir::ToHost, AREA, &payload).line(); // the file holds zeros there
+        let t0 = Instant::now();
+        let mut t = Target::spawn(&scripted("stays-torn", &vec![bell.clone(); 5])).expect("spawn");
+        let e = t.recv_via(Duration::from_secs(20), Some(&file)).expect_err("corrupt");
+        assert!(matches!(e, TargetError::Corrupt(..)), "{e}");
+        assert!(e.to_string().contains("mailbox checksum mismatch"), "{e}");
+        // A reply doorbell to a harness that offered no mailbox: never followed.
+        let mut t = Target::spawn(&scripted("no-mailbox", &vec![bell; 5])).expect("spawn");
+        let e = t.recv_via(Duration::from_secs(20), None).expect_err("corrupt");
+        assert!(e.to_string().contains("offered the target no mailbox"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "gave up promptly");
+    }
 }
