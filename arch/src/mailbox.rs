@@ -4,11 +4,14 @@
 //!
 //! A serial link into QEMU is slow (QEMU feeds a PL011 about one byte per main-loop turn; a
 //! console into a nested guest moves tens of KB/s), so messages of [`THRESHOLD`] bytes or more
-//! go into memory both sides map, and only a short doorbell line,
-//! `@TDM <offset> <len> <crc32>` (to the target) or `@TDR <offset> <len> <crc32>` (to the
-//! harness), hex, goes down the serial link. The checksum covers the postcard payload in the
-//! mailbox, so a message torn or overwritten in memory is caught like a corrupt frame
-//! (`BadFrame` / `Resend`).
+//! go into memory both sides map, and only a short doorbell line, `@TDM <offset>` (to the
+//! target) or `@TDR <offset>` (to the harness), hex, goes down the serial link. At the offset
+//! is an envelope: the payload's length and CRC-32 (u32 little-endian each, [`HEADER`]), then
+//! the postcard payload. A doorbell is at most 12 bytes, under the 16 bytes QEMU moves into a
+//! PL011's receive FIFO in one main-loop turn (after that it moves one byte per turn, ~0.1-1 ms
+//! each on a busy host; hw/char/pl011.c `pl011_can_receive`). A doorbell garbled on the wire,
+//! or a message torn or overwritten in memory, fails the length or checksum check and is
+//! handled like a corrupt frame (`BadFrame` / `Resend`).
 //!
 //! ```text
 //!   mailbox offset 0x00_0000  to the target: two halves of 512 KiB, used in turn
@@ -33,8 +36,10 @@ pub const SIZE: usize = 2 << 20;
 /// Bytes of one direction's area, and of one of its two halves (the largest message).
 pub const AREA: usize = SIZE / 2;
 pub const HALF: usize = AREA / 2;
-/// Messages shorter than this stay frames: their hex fits a doorbell's few lines anyway.
+/// Messages shorter than this stay frames.
 pub const THRESHOLD: usize = 256;
+/// The envelope's header: payload length, then its CRC-32, u32 little-endian each.
+pub const HEADER: usize = 8;
 /// The Hello capability of a target that reads requests from and writes replies to the
 /// mailbox.
 pub const CAP: &str = "mailbox";
@@ -76,7 +81,16 @@ impl Dir {
 
 /// Whether a postcard message of `len` bytes goes through the mailbox.
 pub const fn takes(len: usize) -> bool {
-    len >= THRESHOLD && len <= HALF
+    len >= THRESHOLD && len + HEADER <= HALF
+}
+
+/// What a sender writes at the doorbell's offset: header, then `payload`.
+pub fn envelope(payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + payload.len());
+    v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    v.extend_from_slice(&crc32(payload).to_le_bytes());
+    v.extend_from_slice(payload);
+    v
 }
 
 /// A sender's side of one direction: which half the next message goes to.
@@ -90,10 +104,10 @@ impl Halves {
     pub const fn new(dir: Dir) -> Halves {
         Halves { dir, next: 0 }
     }
-    /// The mailbox offset for the next message of `len` bytes (halves in turn), or `None` if
-    /// it does not fit a half.
+    /// The mailbox offset for the envelope of the next payload of `len` bytes (halves in
+    /// turn), or `None` if it does not fit a half.
     pub fn place(&mut self, len: usize) -> Option<usize> {
-        if len > HALF {
+        if len + HEADER > HALF {
             return None;
         }
         let off = self.dir.area().start + self.next * HALF;
@@ -102,62 +116,56 @@ impl Halves {
     }
 }
 
-/// A message in the mailbox: where, how long, its CRC-32.
+/// A message in the mailbox: which way, and where its envelope starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Doorbell {
     pub dir: Dir,
     /// From the start of the mailbox.
     pub offset: usize,
-    pub len: usize,
-    pub crc: u32,
 }
 
 impl Doorbell {
-    /// The doorbell for `payload`, written at `offset`.
-    pub fn for_payload(dir: Dir, offset: usize, payload: &[u8]) -> Doorbell {
-        Doorbell { dir, offset, len: payload.len(), crc: crc32(payload) }
-    }
-
     /// The doorbell line, with its trailing newline.
     pub fn line(&self) -> Vec<u8> {
         let mut v = self.dir.marker().to_vec();
-        v.extend_from_slice(alloc::format!("{:x} {:x} {:08x}\n", self.offset, self.len, self.crc).as_bytes());
+        v.extend_from_slice(alloc::format!("{:x}\n", self.offset).as_bytes());
         v
     }
 
-    /// Parse what follows the marker (three hex numbers): the message must lie inside its
-    /// direction's area.
+    /// Parse what follows the marker (one hex number): the envelope's header must lie inside
+    /// the direction's area.
     pub fn parse(dir: Dir, body: &[u8]) -> Result<Doorbell, &'static str> {
         let body = body.strip_suffix(b"\r").unwrap_or(body);
         let text = core::str::from_utf8(body).map_err(|_| "mailbox doorbell is not text")?;
-        let mut words = text.split(' ').filter(|w| !w.is_empty()).map(|w| u64::from_str_radix(w, 16));
-        let (Some(Ok(offset)), Some(Ok(len)), Some(Ok(crc)), None) = (words.next(), words.next(), words.next(), words.next()) else {
-            return Err("mailbox doorbell is not three hex numbers");
-        };
+        let offset = usize::from_str_radix(text.trim_matches(' '), 16).map_err(|_| "mailbox doorbell is not a hex offset")?;
         let area = dir.area();
-        let (Ok(offset), Ok(len), Ok(crc)) = (usize::try_from(offset), usize::try_from(len), u32::try_from(crc)) else {
-            return Err("mailbox doorbell numbers out of range");
-        };
-        if offset < area.start || offset.checked_add(len).is_none_or(|end| end > area.end) {
+        if offset < area.start || offset.checked_add(HEADER).is_none_or(|end| end > area.end) {
             return Err("mailbox doorbell points outside its area of the mailbox");
         }
-        Ok(Doorbell { dir, offset, len, crc })
+        Ok(Doorbell { dir, offset })
     }
 
-    /// The bytes of the mailbox the message occupies.
-    pub fn range(&self) -> Range<usize> {
-        self.offset..self.offset + self.len
-    }
-
-    /// `bytes` (read from [`Doorbell::range`]) if they are the message the doorbell announced.
-    pub fn check<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], &'static str> {
-        if bytes.len() != self.len {
-            return Err("mailbox message shorter than its doorbell says");
+    /// The payload the doorbell announces, read through `read` (bytes of a mailbox range;
+    /// `None` if they cannot be read), with its length and checksum checked.
+    pub fn read_with(&self, mut read: impl FnMut(Range<usize>) -> Option<Vec<u8>>) -> Result<Vec<u8>, &'static str> {
+        let header = read(self.offset..self.offset + HEADER).ok_or("the mailbox cannot be read")?;
+        let word = |i: usize| header.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+        let (Some(len), Some(crc)) = (word(0), word(4)) else { return Err("the mailbox cannot be read") };
+        let start = self.offset + HEADER;
+        let end = start.checked_add(len as usize).filter(|&e| e <= self.dir.area().end).ok_or("mailbox message length runs past its area")?;
+        let payload = read(start..end).ok_or("the mailbox cannot be read")?;
+        if payload.len() != len as usize {
+            return Err("the mailbox cannot be read");
         }
-        if crc32(bytes) != self.crc {
+        if crc32(&payload) != crc {
             return Err("mailbox checksum mismatch");
         }
-        Ok(bytes)
+        Ok(payload)
+    }
+
+    /// [`Doorbell::read_with`] from the mailbox as a byte slice.
+    pub fn read(&self, mailbox: &[u8]) -> Result<Vec<u8>, &'static str> {
+        self.read_with(|r| mailbox.get(r).map(<[u8]>::to_vec))
     }
 }
 
@@ -187,33 +195,39 @@ mod tests {
         for d in [Dir::ToTarget, Dir::ToHost] {
             let mut h = Halves::new(d);
             let a = h.place(100).unwrap();
-            let b = h.place(HALF).unwrap();
+            let b = h.place(HALF - HEADER).unwrap();
             let c = h.place(1).unwrap();
             assert_eq!((a, b - a, c), (d.area().start, HALF, a));
             assert!(b + HALF <= d.area().end);
-            assert_eq!(h.place(HALF + 1), None);
+            assert_eq!(h.place(HALF - HEADER + 1), None);
         }
-        assert!(!takes(THRESHOLD - 1) && takes(THRESHOLD) && takes(HALF) && !takes(HALF + 1));
+        assert!(!takes(THRESHOLD - 1) && takes(THRESHOLD) && takes(HALF - HEADER) && !takes(HALF - HEADER + 1));
     }
 
     #[test]
     fn doorbells_round_trip_and_bad_ones_are_named() {
         let payload = [7u8; 300];
-        let d = Doorbell::for_payload(Dir::ToHost, AREA + HALF, &payload);
+        let mut mb = alloc::vec![0u8; SIZE];
+        let d = Doorbell { dir: Dir::ToHost, offset: AREA + HALF };
+        mb[d.offset..d.offset + HEADER + 300].copy_from_slice(&envelope(&payload));
         let line = d.line();
-        assert!(line.starts_with(b"@TDR ") && line.ends_with(b"\n"));
+        assert_eq!(line, b"@TDR 180000\n");
+        // Every doorbell fits the 16 bytes QEMU moves into the PL011 FIFO at once.
+        assert!(Doorbell { dir: Dir::ToHost, offset: SIZE - HEADER }.line().len() <= 16);
         let body = &line[5..line.len() - 1];
         assert_eq!(Doorbell::parse(Dir::ToHost, body), Ok(d));
-        assert_eq!(d.check(&payload), Ok(&payload[..]));
-        let mut torn = payload;
-        torn[299] ^= 1;
-        assert_eq!(d.check(&torn), Err("mailbox checksum mismatch"));
-        assert!(d.check(&payload[..299]).is_err());
-        // The same offsets are outside the other direction's area.
+        assert_eq!(d.read(&mb), Ok(payload.to_vec()));
+        mb[d.offset + HEADER + 299] ^= 1;
+        assert_eq!(d.read(&mb), Err("mailbox checksum mismatch"));
+        // A length that runs past the area; a mailbox that cannot be read.
+        mb[d.offset..d.offset + 4].copy_from_slice(&(HALF as u32).to_le_bytes());
+        assert_eq!(d.read(&mb), Err("mailbox message length runs past its area"));
+        assert_eq!(d.read(&mb[..100]), Err("the mailbox cannot be read"));
+        // The same offset is outside the other direction's area.
         assert!(Doorbell::parse(Dir::ToTarget, body).is_err());
-        for bad in [&b"0 40"[..], b"x y z", b"0 40 deadbeef 1", b"ffffffff 10 0", b"ffffffffffffffff 2 0", b"0 100001 0", b"\xff"] {
+        for bad in [&b"0 40"[..], b"x", b"", b"fffffffc", b"ffffffffffffffffff", b"\xff", b"ffff9"] {
             assert!(Doorbell::parse(Dir::ToTarget, bad).is_err(), "{bad:?}");
         }
-        assert!(Doorbell::parse(Dir::ToTarget, b"0 40 deadbeef\r").is_ok());
+        assert!(Doorbell::parse(Dir::ToTarget, b"80000\r").is_ok());
     }
 }

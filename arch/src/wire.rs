@@ -355,11 +355,11 @@ mod tests {
 
     #[test]
     fn doorbell_lines_are_recognised_amid_noise() {
-        let d = Doorbell::for_payload(Dir::ToTarget, 0x80000, &[1, 2, 3]);
+        let d = Doorbell { dir: Dir::ToTarget, offset: 0x80000 };
         let mut stream = b"[ 3.1] noise\n".to_vec();
         stream.extend_from_slice(b"junk before ");
         stream.extend_from_slice(&d.line());
-        stream.extend_from_slice(b"@TDR 0 10 0\n@TDM x\n");
+        stream.extend_from_slice(b"@TDR 0\n@TDM x\n");
         let mut r = FrameReader::new();
         let lines = feed(&mut r, &stream);
         assert!(matches!(lines[0], Line::Noise(_)));

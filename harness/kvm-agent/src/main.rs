@@ -184,8 +184,8 @@ impl Agent {
             return Err("a reply doorbell sent to the agent".into());
         }
         let dev = self.ivshmem.as_ref().filter(|d| d.has_mailbox()).ok_or("mailbox doorbell but no ivshmem mailbox")?;
-        let bytes = dev.read_mailbox(d.range()).ok_or_else(|| format!("mailbox range {:#x}+{:#x} is outside the mailbox", d.offset, d.len))?;
-        wire::decode_payload(d.check(&bytes)?).map_err(|e| format!("mailbox message: {e}"))
+        let bytes = d.read_with(|r| dev.read_mailbox(r))?;
+        wire::decode_payload(&bytes).map_err(|e| format!("mailbox message: {e}"))
     }
 
     /// Handle one message (`via_mailbox`: it came through the mailbox); false ends the agent.
@@ -258,10 +258,10 @@ impl Agent {
     /// Write a reply into the next half of the mailbox's reply area and ring the doorbell.
     fn post(&mut self, payload: &[u8]) -> bool {
         let (Some(dev), Some(off)) = (self.ivshmem.as_ref(), self.replies.place(payload.len())) else { return false };
-        if !dev.write_mailbox(off, payload) {
+        if !dev.write_mailbox(off, &mailbox::envelope(payload)) {
             return false;
         }
-        self.channel.write_all(&Doorbell::for_payload(Dir::ToHost, off, payload).line());
+        self.channel.write_all(&Doorbell { dir: Dir::ToHost, offset: off }.line());
         true
     }
 

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use trapdiff_arch::mailbox::{self, Doorbell};
+use trapdiff_arch::mailbox;
 use trapdiff_arch::outcome::{End, Meta};
 use trapdiff_arch::quirk::Quirks;
 use trapdiff_arch::wire::{HostMsg, TargetInfo, TargetMsg};
@@ -33,8 +33,8 @@ pub const MAX_BOOT_FAILURES: u32 = 3;
 pub trait Mailbox: Send + std::fmt::Debug {
     /// Write a request `payload`; returns the doorbell line to send instead of the message.
     fn post(&mut self, payload: &[u8]) -> std::io::Result<Vec<u8>>;
-    /// The bytes a reply doorbell points at (checked by the caller).
-    fn fetch(&self, d: &Doorbell) -> std::io::Result<Vec<u8>>;
+    /// The bytes of a range of the mailbox (a reply doorbell's envelope; the caller checks it).
+    fn fetch(&self, range: std::ops::Range<usize>) -> std::io::Result<Vec<u8>>;
     /// Before a boot: fresh memory.
     fn reset(&mut self) -> std::io::Result<()>;
 }
@@ -369,7 +369,7 @@ mod tests {
 
     use super::super::mailbox::SharedFile;
     use std::os::unix::fs::FileExt;
-    use trapdiff_arch::mailbox::{Dir, AREA, HALF};
+    use trapdiff_arch::mailbox::{envelope, Dir, Doorbell, AREA, HALF};
     use trapdiff_arch::wire::Report;
 
     /// A target that, for each entry of `replies`, prints that line and then waits for one
@@ -398,13 +398,13 @@ mod tests {
         let (msg, payload) = result(7);
         // The first reply half holds a torn copy (one byte flipped), the second the real one:
         // as if the target's first write was damaged and its answer to Resend was whole.
-        let mut torn = payload.clone();
+        let mut torn = envelope(&payload);
         torn[20] ^= 0x40;
         let f = std::fs::File::options().write(true).open(&file.path).expect("open");
         f.write_all_at(&torn, AREA as u64).expect("write");
-        f.write_all_at(&payload, (AREA + HALF) as u64).expect("write");
-        let first = Doorbell::for_payload(Dir::ToHost, AREA, &payload).line();
-        let second = Doorbell::for_payload(Dir::ToHost, AREA + HALF, &payload).line();
+        f.write_all_at(&envelope(&payload), (AREA + HALF) as u64).expect("write");
+        let first = Doorbell { dir: Dir::ToHost, offset: AREA }.line();
+        let second = Doorbell { dir: Dir::ToHost, offset: AREA + HALF }.line();
         let mut t = Target::spawn(&scripted("torn", &[first, second])).expect("spawn");
         let got = t.recv_via(Duration::from_secs(5), Some(&file)).expect("the resent reply");
         assert_eq!(got, msg);
@@ -416,7 +416,11 @@ mod tests {
     fn a_reply_that_stays_torn_or_has_no_mailbox_is_an_error_not_a_hang() {
         let file = SharedFile::create("reply-test", 4 << 20, 0).expect("file");
         let (_, payload) = result(8);
-        let bell = Doorbell::for_payload(Dir::ToHost, AREA, &payload).line(); // the file holds zeros there
+        // An envelope whose checksum never matches its payload.
+        let mut env = envelope(&payload);
+        env[4] ^= 1;
+        std::fs::File::options().write(true).open(&file.path).expect("open").write_all_at(&env, AREA as u64).expect("write");
+        let bell = Doorbell { dir: Dir::ToHost, offset: AREA }.line();
         let t0 = Instant::now();
         let mut t = Target::spawn(&scripted("stays-torn", &vec![bell.clone(); 5])).expect("spawn");
         let e = t.recv_via(Duration::from_secs(20), Some(&file)).expect_err("corrupt");

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use trapdiff_arch::mailbox::{Dir, Doorbell, Halves};
+use trapdiff_arch::mailbox::{envelope, Dir, Doorbell, Halves};
 
 use super::live::Mailbox;
 
@@ -69,13 +69,13 @@ fn remove_stale(dir: &Path) {
 impl Mailbox for SharedFile {
     fn post(&mut self, payload: &[u8]) -> std::io::Result<Vec<u8>> {
         let off = self.requests.place(payload.len()).ok_or_else(|| std::io::Error::other("message larger than a mailbox half"))?;
-        self.file.write_all_at(payload, self.offset + off as u64)?;
-        Ok(Doorbell::for_payload(Dir::ToTarget, off, payload).line())
+        self.file.write_all_at(&envelope(payload), self.offset + off as u64)?;
+        Ok(Doorbell { dir: Dir::ToTarget, offset: off }.line())
     }
 
-    fn fetch(&self, d: &Doorbell) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; d.len];
-        self.file.read_exact_at(&mut buf, self.offset + d.offset as u64)?;
+    fn fetch(&self, range: std::ops::Range<usize>) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; range.len()];
+        self.file.read_exact_at(&mut buf, self.offset + range.start as u64)?;
         Ok(buf)
     }
 
@@ -105,16 +105,16 @@ mod tests {
         let path = f.path.clone();
         let a = f.post(&[1u8; 300]).expect("post");
         let b = f.post(&[2u8; 300]).expect("post");
-        assert!(a.starts_with(b"@TDM 0 ") && b.starts_with(b"@TDM 80000 "), "{a:?} {b:?}");
+        assert_eq!((a.as_slice(), b.as_slice()), (&b"@TDM 0\n"[..], &b"@TDM 80000\n"[..]));
         let on_disk = std::fs::read(&path).expect("read");
-        assert_eq!(on_disk[(1 << 20) + 0x80000], 2);
+        assert_eq!(on_disk[(1 << 20) + 0x80000 + mailbox::HEADER], 2);
         // The target's reply, written into the reply area of the file.
         let reply = [9u8; 500];
-        let d = mailbox::Doorbell::for_payload(Dir::ToHost, mailbox::AREA, &reply);
-        f.file.write_all_at(&reply, (1 << 20) + mailbox::AREA as u64).expect("write");
-        assert_eq!(f.fetch(&d).expect("fetch"), reply.to_vec());
+        let d = Doorbell { dir: Dir::ToHost, offset: mailbox::AREA };
+        f.file.write_all_at(&envelope(&reply), (1 << 20) + mailbox::AREA as u64).expect("write");
+        assert_eq!(d.read_with(|r| f.fetch(r).ok()), Ok(reply.to_vec()));
         f.reset().expect("reset");
-        assert_eq!(f.fetch(&d).expect("fetch"), vec![0u8; 500]);
+        assert_eq!(d.read_with(|r| f.fetch(r).ok()), Err("mailbox checksum mismatch"));
         drop(f);
         assert!(!path.exists(), "the file goes with the backend");
     }

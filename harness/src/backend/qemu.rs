@@ -207,15 +207,14 @@ impl Target {
     /// fail the doorbell's checks is a corrupt frame (so it is asked for again).
     fn fetch(&mut self, d: &Doorbell, mailbox: Option<&dyn Mailbox>) -> Frame<TargetMsg> {
         let Some(m) = mailbox else { return Frame::Corrupt("a reply doorbell, but this harness offered the target no mailbox") };
-        match m.fetch(d) {
-            Ok(bytes) => match d.check(&bytes).and_then(wire::decode_payload) {
-                Ok(msg) => Frame::Msg(msg),
-                Err(why) => Frame::Corrupt(why),
-            },
-            Err(e) => {
-                self.note(format!("cannot read the mailbox: {e}"));
-                Frame::Corrupt("the mailbox file cannot be read")
-            }
+        let mut io_error = None;
+        let read = d.read_with(|r| m.fetch(r).map_err(|e| io_error = Some(e)).ok());
+        if let Some(e) = io_error {
+            self.note(format!("cannot read the mailbox file: {e}"));
+        }
+        match read.and_then(|bytes| wire::decode_payload(&bytes)) {
+            Ok(msg) => Frame::Msg(msg),
+            Err(why) => Frame::Corrupt(why),
         }
     }
 

@@ -123,18 +123,18 @@ impl<'a> Session<'a> {
     fn post_last(&mut self) -> Vec<u8> {
         let (Last::Mailbox(p), Some(mb)) = (&self.last, self.mailbox.as_deref_mut()) else { return Vec::new() };
         let Some(off) = self.replies.place(p.len()) else { return Vec::new() };
-        mb[off..off + p.len()].copy_from_slice(p);
+        let env = mailbox::envelope(p);
+        mb[off..off + env.len()].copy_from_slice(&env);
         // The message is in memory before the doorbell leaves (a store to the UART, Device
         // memory): ordered by a DMB (Arm ARM B2.3 "Definition of the Arm memory model").
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        Doorbell::for_payload(Dir::ToHost, off, p).line()
+        Doorbell { dir: Dir::ToHost, offset: off }.line()
     }
 
     /// The request a doorbell points at.
     fn fetch(&self, d: &Doorbell) -> Result<HostMsg, &'static str> {
         let mb = self.mailbox.as_deref().ok_or("mailbox doorbell but the refhyp has no mailbox")?;
-        let bytes = d.check(&mb[d.range()])?;
-        wire::decode_payload(bytes)
+        wire::decode_payload(&d.read(mb)?)
     }
 
     /// Feed one byte from the channel.
@@ -282,9 +282,9 @@ mod tests {
 
     /// Put `msg` in the mailbox's request area; its doorbell line.
     fn post(mb: &mut [u8], off: usize, msg: &HostMsg) -> Vec<u8> {
-        let p = wire::encode_payload(msg).unwrap();
-        mb[off..off + p.len()].copy_from_slice(&p);
-        Doorbell::for_payload(Dir::ToTarget, off, &p).line()
+        let env = mailbox::envelope(&wire::encode_payload(msg).unwrap());
+        mb[off..off + env.len()].copy_from_slice(&env);
+        Doorbell { dir: Dir::ToTarget, offset: off }.line()
     }
 
     /// The reply a doorbell step announces, read from the mailbox, or why it does not check.
@@ -293,7 +293,7 @@ mod tests {
         let mut r = FrameReader::new();
         let Some(Line::Doorbell(d)) = bytes.iter().find_map(|&b| r.push::<TargetMsg>(b)) else { panic!("not a doorbell: {bytes:?}") };
         assert_eq!(d.dir, Dir::ToHost);
-        wire::decode_payload(d.check(&mb[d.range()])?)
+        wire::decode_payload(&d.read(mb)?)
     }
 
     #[test]
@@ -310,8 +310,8 @@ mod tests {
         // The reply is torn in memory: the harness sees the checksum fail and asks for a
         // resend, which writes it again (into the other half) rather than re-announcing it.
         let Step::Reply(line) = &steps[0] else { panic!() };
-        let off = usize::from_str_radix(core::str::from_utf8(&line[5..]).unwrap().split(' ').next().unwrap(), 16).unwrap();
-        s.mailbox().unwrap()[off + 10] ^= 0xff;
+        let off = usize::from_str_radix(core::str::from_utf8(&line[5..]).unwrap().trim(), 16).unwrap();
+        s.mailbox().unwrap()[off + mailbox::HEADER + 10] ^= 0xff;
         assert_eq!(mailbox_reply(s.mailbox().unwrap(), &steps[0]), Err("mailbox checksum mismatch"));
         let again = feed(&mut s, &mut cpu, &wire::encode_frame(&HostMsg::Resend).unwrap());
         assert_eq!(mailbox_reply(s.mailbox().unwrap(), &again[0]), Ok(TargetMsg::Result(r)));
@@ -325,10 +325,11 @@ mod tests {
         let mut mb = vec![0u8; mailbox::SIZE];
         let mut cpu = ScriptedCpu::default();
         let mut s = Session::with_mailbox(&mut mb);
-        // A checksum that does not match, a range outside the request area, a reply doorbell,
-        // bytes that are no message: each gets a BadFrame, and a Ping after them a Pong.
-        let mut bytes = b"@TDM 0 40 deadbeef\n@TDM 1ff000 10 0\n@TDR 100000 4 0\n".to_vec();
-        bytes.extend(Doorbell::for_payload(Dir::ToTarget, 0, &[0xff; 300]).line());
+        // An empty envelope, a header outside the request area, a reply doorbell, a checked
+        // payload that is no message: each gets a BadFrame, and a Ping after them a Pong.
+        let env = mailbox::envelope(&[0xff; 300]);
+        s.mailbox().unwrap()[0x1000..0x1000 + env.len()].copy_from_slice(&env);
+        let mut bytes = b"@TDM 0\n@TDM ffffc\n@TDR 100000\n@TDM 1000\n".to_vec();
         bytes.extend(wire::encode_frame(&HostMsg::Ping { seq: 2 }).unwrap());
         let steps = feed(&mut s, &mut cpu, &bytes);
         assert_eq!(steps.len(), 5);
@@ -338,7 +339,7 @@ mod tests {
         assert_eq!(decode(&steps[4]), TargetMsg::Pong { seq: 2 });
         // Without a mailbox a doorbell is rejected, not followed.
         let mut s = Session::new();
-        let steps = feed(&mut s, &mut cpu, &Doorbell::for_payload(Dir::ToTarget, 0, &[0; 300]).line());
+        let steps = feed(&mut s, &mut cpu, &Doorbell { dir: Dir::ToTarget, offset: 0 }.line());
         let TargetMsg::BadFrame { reason } = decode(&steps[0]) else { panic!() };
         assert!(reason.contains("no mailbox"), "{reason}");
     }

@@ -1,8 +1,6 @@
 //! The PL011 UART of QEMU virt (ARM DDI 0183 "PrimeCell UART (PL011)"): the harness channel.
-//! Waiting for input polls the flag register for a moment after the last byte (QEMU feeds
-//! the UART one byte per main-loop turn, and a WFI sleep and wake-up per byte cost more than
-//! the byte), then sleeps in WFI on the UART's receive interrupt, so an idle refhyp costs
-//! the host no CPU.
+//! Waiting for input sleeps in WFI on the UART's receive interrupt instead of spinning on
+//! the flag register, so an idle refhyp costs the host no CPU.
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -52,19 +50,8 @@ pub fn write(bytes: &[u8]) {
     }
 }
 
-/// How long `getc` polls before it sleeps, in counter ticks per second divided by this.
-const POLL_FRACTION_OF_SECOND: u64 = 1000;
-
 /// The next received byte; sleeps until one arrives.
 pub fn getc() -> u8 {
-    let freq = read_sysreg!("cntfrq_el0").max(1);
-    let start = read_sysreg!("cntpct_el0");
-    while read_sysreg!("cntpct_el0").wrapping_sub(start) < freq / POLL_FRACTION_OF_SECOND {
-        if rd(FR) & FR_RXFE == 0 {
-            return rd(DR) as u8;
-        }
-        core::hint::spin_loop();
-    }
     loop {
         if rd(FR) & FR_RXFE == 0 {
             return rd(DR) as u8;
