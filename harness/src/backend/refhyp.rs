@@ -79,11 +79,7 @@ pub fn target_config(opts: &RefhypOptions, ram_file: Option<&std::path::Path>) -
         return Err(RefhypError::NoImage(image));
     }
     let qemu = qemu_version().ok_or(RefhypError::NoQemu)?;
-    let cfg = TargetConfig {
-        program: super::qemu::qemu_program(),
-        args: qemu_args(&image, memory_mib(opts), ram_file),
-        boot_timeout: opts.boot_timeout,
-    };
+    let cfg = TargetConfig { program: super::qemu::qemu_program(), args: qemu_args(&image, memory_mib(opts), ram_file), boot_timeout: opts.boot_timeout };
     Ok((cfg, format!("qemu {qemu}")))
 }
 
