@@ -157,6 +157,10 @@ impl Doorbell {
         let header = read(self.offset..self.offset + HEADER).ok_or("the mailbox cannot be read")?;
         let word = |i: usize| header.get(i..i + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
         let (Some(len), Some(crc)) = (word(0), word(4)) else { return Err("the mailbox cannot be read") };
+        // Zeroed memory would otherwise pass as an empty message (crc32 of nothing is 0).
+        if (len as usize) < THRESHOLD {
+            return Err("mailbox message shorter than any sent through the mailbox");
+        }
         let start = self.offset + HEADER;
         let end = start.checked_add(len as usize).filter(|&e| e <= self.dir.area().end).ok_or("mailbox message length runs past its area")?;
         let payload = read(start..end).ok_or("the mailbox cannot be read")?;
@@ -224,6 +228,7 @@ mod tests {
         mb[d.offset..d.offset + 4].copy_from_slice(&(HALF as u32).to_le_bytes());
         assert_eq!(d.read(&mb), Err("mailbox message length runs past its area"));
         assert_eq!(d.read(&mb[..100]), Err("the mailbox cannot be read"));
+        assert_eq!(Doorbell { dir: Dir::ToHost, offset: AREA }.read(&mb), Err("mailbox message shorter than any sent through the mailbox"));
         // The same offset is outside the other direction's area.
         assert!(Doorbell::parse(Dir::ToTarget, body).is_err());
         for bad in [&b"0 40"[..], b"x", b"", b"fffffffc", b"ffffffffffffffffff", b"\xff", b"ffff9"] {

@@ -315,9 +315,10 @@ mod tests {
         assert_eq!(mailbox_reply(s.mailbox().unwrap(), &steps[0]), Err("mailbox checksum mismatch"));
         let again = feed(&mut s, &mut cpu, &wire::encode_frame(&HostMsg::Resend).unwrap());
         assert_eq!(mailbox_reply(s.mailbox().unwrap(), &again[0]), Ok(TargetMsg::Result(r)));
-        // A small answer (Pong) to a mailbox request stays a frame.
-        let bell = post(s.mailbox().unwrap(), mailbox::HALF, &HostMsg::Ping { seq: 3 });
-        assert_eq!(decode(&feed(&mut s, &mut cpu, &bell)[0]), TargetMsg::Pong { seq: 3 });
+        // A small answer (a Log) to a mailbox request stays a frame.
+        let rt = HostMsg::SetRuntime { segments: vec![Segment { ipa: abi::RUNTIME_BASE, bytes: vec![2; 0x200] }] };
+        let bell = post(s.mailbox().unwrap(), mailbox::HALF, &rt);
+        assert!(matches!(decode(&feed(&mut s, &mut cpu, &bell)[0]), TargetMsg::Log { .. }));
     }
 
     #[test]
