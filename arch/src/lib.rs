@@ -13,6 +13,7 @@ pub mod case;
 pub mod crc32;
 pub mod esr;
 pub mod hex;
+pub mod mailbox;
 pub mod memattr;
 pub mod outcome;
 pub mod quirk;

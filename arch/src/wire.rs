@@ -4,8 +4,10 @@
 //! `@TD <hex payload> <crc32 of the payload, 8 hex digits>\n`. The line form survives a
 //! serial console that also carries kernel or firmware messages: a receiver scans for the
 //! `@TD ` marker, ignores everything else, and drops a frame whose checksum fails (reporting
-//! it so the sender can resend). The backend never sees a case file, only a [`Job`]: the
-//! harness has already lowered the case onto the guest runtime.
+//! it so the sender can resend). Big messages go through a shared-memory mailbox instead,
+//! announced by a doorbell line ([`crate::mailbox`]; [`FrameReader`] recognises both). The
+//! backend never sees a case file, only a [`Job`]: the harness has already lowered the case
+//! onto the guest runtime.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -14,27 +16,17 @@ use serde::{Deserialize, Serialize};
 use crate::case::{MmioAction, NisvAction};
 use crate::crc32::crc32;
 use crate::hex as hexfmt;
+use crate::mailbox::{Dir, Doorbell};
 use crate::memattr::S2Attr;
 use crate::quirk::Quirks;
 
 pub const FRAME_MARKER: &[u8] = b"@TD ";
-/// A doorbell line, `@TDM <offset> <len> <crc32>` (hex): the next message is `len` bytes of
-/// postcard-encoded `HostMsg` at `offset` in a shared-memory mailbox (the KVM backend's
-/// ivshmem BAR), because a serial console into a nested guest moves only tens of KB/s. Not a
-/// frame (no `@TD ` marker), so a target without a mailbox never mistakes one for a message.
-pub const MAILBOX_MARKER: &[u8] = b"@TDM ";
-
-/// The doorbell line for a mailbox message (with the trailing newline).
-pub fn doorbell(offset: u64, len: usize, crc: u32) -> Vec<u8> {
-    let mut v = MAILBOX_MARKER.to_vec();
-    v.extend_from_slice(alloc::format!("{offset:x} {len:x} {crc:08x}\n").as_bytes());
-    v
-}
 /// Largest payload a receiver accepts (after hex decoding).
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// Version of the message set; `Hello` carries it so mismatched builds say so. 2: the KVM
-/// agent ends a job at exit `max_exits + 1` without recording it, as the refhyp does.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// agent ends a job at exit `max_exits + 1` without recording it, as the refhyp does. 3: the
+/// mailbox (`crate::mailbox`) carries replies too, and the refhyp has one.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Why a frame did not decode, when it looks like a `Hello` of another protocol version
 /// (`protocol` is the first field of [`TargetInfo`], so every version can read it).
 pub const STALE_HELLO: &str = "frame does not decode: a Hello of another protocol version";
@@ -179,7 +171,7 @@ pub enum ReportEnd {
 
 /// Encode a message as one frame line (with the trailing newline).
 pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, postcard::Error> {
-    Ok(frame_payload(&postcard::to_allocvec(msg)?))
+    Ok(frame_payload(&encode_payload(msg)?))
 }
 
 /// One frame line around already-encoded payload bytes (tests use it for payloads no message
@@ -214,6 +206,9 @@ pub struct FrameReader {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<T> {
     Frame(Frame<T>),
+    /// A mailbox doorbell line (`crate::mailbox`), well formed; the receiver checks that it
+    /// goes its way and reads the message.
+    Doorbell(Doorbell),
     /// A console line without a frame.
     Noise(Vec<u8>),
 }
@@ -235,6 +230,15 @@ impl FrameReader {
         let line = core::mem::take(&mut self.line);
         let overflow = core::mem::replace(&mut self.overflow, false);
         let Some(start) = find(&line, FRAME_MARKER) else {
+            for dir in [Dir::ToTarget, Dir::ToHost] {
+                if let Some(at) = find(&line, dir.marker()) {
+                    return Some(match Doorbell::parse(dir, &line[at + dir.marker().len()..]) {
+                        _ if overflow => Line::Frame(Frame::Corrupt("doorbell line too long")),
+                        Ok(d) => Line::Doorbell(d),
+                        Err(why) => Line::Frame(Frame::Corrupt(why)),
+                    });
+                }
+            }
             return Some(Line::Noise(line));
         };
         if overflow {
@@ -262,10 +266,23 @@ fn decode_frame_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Frame<T> {
     if crc32(&payload) != want {
         return Frame::Corrupt("frame checksum mismatch");
     }
-    match postcard::from_bytes(&payload) {
+    match decode_payload(&payload) {
         Ok(m) => Frame::Msg(m),
-        Err(_) if hello_protocol(&payload).is_some_and(|v| v != PROTOCOL_VERSION) => Frame::Corrupt(STALE_HELLO),
-        Err(_) => Frame::Corrupt("frame does not decode as a message"),
+        Err(why) => Frame::Corrupt(why),
+    }
+}
+
+/// The postcard payload of a message: what a frame carries in hex, or the mailbox as it is.
+pub fn encode_payload<T: Serialize>(msg: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_allocvec(msg)
+}
+
+/// A message from its postcard payload (a frame's, checked, or a mailbox message's).
+pub fn decode_payload<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, &'static str> {
+    match postcard::from_bytes(payload) {
+        Ok(m) => Ok(m),
+        Err(_) if hello_protocol(payload).is_some_and(|v| v != PROTOCOL_VERSION) => Err(STALE_HELLO),
+        Err(_) => Err("frame does not decode as a message"),
     }
 }
 
@@ -334,6 +351,22 @@ mod tests {
         let lines: Vec<Line<TargetMsg>> = frame.iter().filter_map(|&b| r.push(b)).collect();
         assert_eq!(lines, vec![Line::Frame(Frame::Corrupt(STALE_HELLO))]);
         assert_eq!(hello_protocol(&postcard::to_allocvec(&TargetMsg::Pong { seq: 1 }).unwrap()), None);
+    }
+
+    #[test]
+    fn doorbell_lines_are_recognised_amid_noise() {
+        let d = Doorbell { dir: Dir::ToTarget, offset: 0x80000 };
+        let mut stream = b"[ 3.1] noise\n".to_vec();
+        stream.extend_from_slice(b"junk before ");
+        stream.extend_from_slice(&d.line());
+        stream.extend_from_slice(b"@TDR 0\n@TDM x\n");
+        let mut r = FrameReader::new();
+        let lines = feed(&mut r, &stream);
+        assert!(matches!(lines[0], Line::Noise(_)));
+        assert_eq!(lines[1], Line::Doorbell(d));
+        // A reply doorbell pointing into the requests' area, and a garbled doorbell: corrupt.
+        assert!(matches!(lines[2], Line::Frame(Frame::Corrupt(_))));
+        assert!(matches!(lines[3], Line::Frame(Frame::Corrupt(_))));
     }
 
     #[test]

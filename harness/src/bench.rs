@@ -100,7 +100,7 @@ pub fn render(lines: &[BenchLine]) -> String {
             let ms = |us: u64| us as f64 / n / 1000.0;
             let _ = writeln!(
                 s,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {}/{} | {:.0} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {}/{} jobs, {}/{} reports | {:.0} |",
                 l.backend,
                 ms(p.lower_us),
                 ms(p.round_trip_us),
@@ -109,6 +109,8 @@ pub fn render(lines: &[BenchLine]) -> String {
                 ms(p.decode_us),
                 p.job_bytes as f64 / n,
                 p.mailbox_jobs,
+                p.cases,
+                p.mailbox_reports,
                 p.cases,
                 p.report_bytes as f64 / n,
             );

@@ -44,3 +44,28 @@ fn cases_per_second_through_one_instance() {
     );
     assert_eq!(b.boots, 1);
 }
+
+/// The channel alone: Ping/Pong round trips (two ~20-byte frames on the PL011, no job), the
+/// floor under a case's "channel + harness" time in `trapdiff bench`.
+#[test]
+#[ignore]
+fn ping_round_trip() {
+    if trapdiff::backend::qemu::qemu_version().is_none() || !refhyp::image_path().is_file() {
+        guest_payloads::skip::live("needs qemu-system-aarch64 and the refhyp image (bash ci/setup.sh)");
+        return;
+    }
+    use trapdiff_arch::wire::{HostMsg, TargetMsg};
+    let (cfg, _) = refhyp::target_config(&RefhypOptions::default(), None).expect("config");
+    let mut t = trapdiff::backend::qemu::Target::spawn(&cfg).expect("spawn");
+    while !matches!(t.recv(cfg.boot_timeout).expect("hello"), TargetMsg::Hello(_)) {}
+    let n = 200u32;
+    let mut rtts = Vec::new();
+    for seq in 0..n {
+        let s = Instant::now();
+        t.send(&HostMsg::Ping { seq }).expect("ping");
+        while !matches!(t.recv(std::time::Duration::from_secs(10)).expect("pong"), TargetMsg::Pong { seq: s } if s == seq) {}
+        rtts.push(s.elapsed().as_micros() as u64);
+    }
+    rtts.sort_unstable();
+    println!("refhyp ping round trip over {n}: median {} us, p10 {} us, p90 {} us", rtts[n as usize / 2], rtts[n as usize / 10], rtts[n as usize * 9 / 10]);
+}

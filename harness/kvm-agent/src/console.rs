@@ -6,9 +6,6 @@ use std::ffi::CString;
 
 use std::io;
 use std::os::fd::RawFd;
-/// Doorbell lines (`@TDM <offset> <len> <crc32>`) point at jobs in the ivshmem mailbox; the
-/// format is defined once, in `trapdiff_arch::wire`.
-pub use trapdiff_arch::wire::MAILBOX_MARKER;
 
 #[derive(Debug)]
 pub struct Channel {

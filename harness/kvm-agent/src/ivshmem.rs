@@ -60,23 +60,39 @@ impl Ivshmem {
     }
 }
 
-/// The mailbox: the last MAILBOX_SIZE bytes of the BAR, which the harness writes through the
-/// file that backs QEMU's memory-backend-file (see `console::MAILBOX_MARKER`).
-pub const MAILBOX_SIZE: usize = 2 << 20;
+/// The mailbox (`trapdiff_arch::mailbox`): the last `mailbox::SIZE` bytes of the BAR, which
+/// the harness reaches through the file behind QEMU's memory-backend-file.
+pub const MAILBOX_SIZE: usize = trapdiff_arch::mailbox::SIZE;
 
 impl Ivshmem {
     pub fn has_mailbox(&self) -> bool {
         self.len >= 2 * MAILBOX_SIZE
     }
 
-    /// Copy `len` bytes at `offset` of the mailbox.
-    pub fn read_mailbox(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
-        if !self.has_mailbox() || offset.checked_add(len)? > MAILBOX_SIZE {
+    /// Copy the mailbox bytes `range` (offsets into the mailbox).
+    pub fn read_mailbox(&self, range: std::ops::Range<usize>) -> Option<Vec<u8>> {
+        if !self.has_mailbox() || range.end > MAILBOX_SIZE || range.start > range.end {
             return None;
         }
+        let base = self.len - MAILBOX_SIZE;
+        // SAFETY: base + range.end is inside the mapping (checked above); byte reads are aligned.
+        Some(range.map(|i| unsafe { self.ptr.add(base + i).read_volatile() }).collect())
+    }
+
+    /// Write `bytes` at `offset` of the mailbox; false if they do not fit.
+    pub fn write_mailbox(&self, offset: usize, bytes: &[u8]) -> bool {
+        if !self.has_mailbox() || offset.checked_add(bytes.len()).is_none_or(|end| end > MAILBOX_SIZE) {
+            return false;
+        }
         let base = self.len - MAILBOX_SIZE + offset;
-        // SAFETY: base + len is inside the mapping (checked above); byte reads are aligned.
-        Some((0..len).map(|i| unsafe { self.ptr.add(base + i).read_volatile() }).collect())
+        for (i, &b) in bytes.iter().enumerate() {
+            // SAFETY: base + i is inside the mapping (checked above); byte writes are aligned.
+            unsafe { self.ptr.add(base + i).write_volatile(b) };
+        }
+        // The message is in memory before the doorbell line is written (a syscall, which
+        // orders it anyway; the fence says so).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        true
     }
 }
 

@@ -9,8 +9,11 @@
 //! Protocol (`trapdiff_arch::wire`): the agent sends `Hello`, then answers each `HostMsg`:
 //! `SetRuntime` (no reply; kept for every later job), `Run(job)` -> `Result(report)` (preceded
 //! by `Log` frames with any kernel warnings the job caused), `Ping` -> `Pong`, `Resend` ->
-//! the last reply again, `Shutdown` -> power off. A frame that fails its checksum or does not
-//! decode is answered with `BadFrame` and otherwise ignored.
+//! the last reply again, `Shutdown` -> power off. A frame or mailbox message that fails its
+//! checksum or does not decode is answered with `BadFrame` and otherwise ignored. A request
+//! that came through the ivshmem mailbox (`trapdiff_arch::mailbox`) gets its big replies
+//! (`Result`) through the mailbox too, announced by a `@TDR` doorbell; `Resend` writes such a
+//! reply into the mailbox again.
 //!
 //! Kernel command-line options the agent honours (read from /proc/cmdline):
 //! - `trapdiff.console=NAME`   serial device under /dev to use (default ttyAMA0);
@@ -38,7 +41,8 @@ mod watchdog;
 
 use std::process::ExitCode;
 
-use trapdiff_arch::wire::{Frame, FrameReader, HostMsg, Line, Segment, TargetMsg};
+use trapdiff_arch::mailbox::{self, Dir, Doorbell, Halves};
+use trapdiff_arch::wire::{self, Frame, FrameReader, HostMsg, Line, Segment, TargetMsg};
 
 use crate::console::Channel;
 
@@ -73,6 +77,14 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The last reply, for `Resend`.
+enum Last {
+    /// A frame line, sent again verbatim.
+    Frame(Vec<u8>),
+    /// A postcard payload, written into the mailbox again.
+    Mailbox(Vec<u8>),
+}
+
 struct Agent {
     channel: Channel,
     cmdline: boot::Cmdline,
@@ -81,7 +93,9 @@ struct Agent {
     kvm_error: Option<String>,
     caps: target_info::Caps,
     runtime: Option<Vec<Segment>>,
-    last_reply: Option<Vec<u8>>,
+    last_reply: Option<Last>,
+    /// Which half of the mailbox's reply area the next reply goes to.
+    replies: Halves,
     runs: u64,
     /// Device memory for Device-nGnRE slots, when QEMU provides the ivshmem device.
     ivshmem: Option<ivshmem::Ivshmem>,
@@ -121,6 +135,7 @@ impl Agent {
             caps,
             runtime: None,
             last_reply: None,
+            replies: Halves::new(Dir::ToHost),
             runs: 0,
             ivshmem,
             factory,
@@ -130,7 +145,7 @@ impl Agent {
 
     fn serve(&mut self) {
         let hello = TargetMsg::Hello(target_info::hello(&self.caps, self.kvm_error.as_deref()));
-        self.reply(&hello);
+        self.reply(&hello, false);
         // Boot-time kernel errors, once, for the harness log.
         if let Some(text) = self.kmsg.drain(kmsg::BOOT_LEVEL) {
             self.send(&TargetMsg::Log { text: format!("kernel messages during boot:\n{text}") });
@@ -150,23 +165,20 @@ impl Agent {
             for &b in &buf[..n] {
                 match reader.push::<HostMsg>(b) {
                     None => {}
-                    Some(Line::Noise(line)) => {
-                        if let Some(rest) = line.strip_prefix(console::MAILBOX_MARKER) {
-                            match self.mailbox(rest) {
-                                Ok(msg) => {
-                                    if !self.handle(msg) {
-                                        return;
-                                    }
-                                }
-                                Err(reason) => self.send(&TargetMsg::BadFrame { reason }),
+                    Some(Line::Noise(_)) => {}
+                    Some(Line::Doorbell(d)) => match self.mailbox(&d) {
+                        Ok(msg) => {
+                            if !self.handle(msg, true) {
+                                return;
                             }
                         }
-                    }
+                        Err(reason) => self.send(&TargetMsg::BadFrame { reason }),
+                    },
                     Some(Line::Frame(Frame::Corrupt(why))) => {
                         self.send(&TargetMsg::BadFrame { reason: why.to_string() });
                     }
                     Some(Line::Frame(Frame::Msg(msg))) => {
-                        if !self.handle(msg) {
+                        if !self.handle(msg, false) {
                             return;
                         }
                     }
@@ -175,38 +187,32 @@ impl Agent {
         }
     }
 
-    /// The message a doorbell line (`@TDM <offset> <len> <crc32>`, hex) points at in the
-    /// ivshmem mailbox.
-    fn mailbox(&self, doorbell: &[u8]) -> Result<HostMsg, String> {
-        let text = std::str::from_utf8(doorbell).map_err(|_| "mailbox doorbell is not text".to_string())?;
-        let f: Vec<u64> = text
-            .split_whitespace()
-            .map(|w| u64::from_str_radix(w, 16))
-            .collect::<Result<_, _>>()
-            .map_err(|_| format!("mailbox doorbell {text:?} is not three hex numbers"))?;
-        let [offset, len, crc] = f[..] else { return Err(format!("mailbox doorbell {text:?} is not three hex numbers")) };
-        let dev = self.ivshmem.as_ref().ok_or("mailbox doorbell but no ivshmem device")?;
-        let bytes = dev.read_mailbox(offset as usize, len as usize).ok_or_else(|| format!("mailbox range {offset:#x}+{len:#x} is outside the mailbox"))?;
-        if u64::from(trapdiff_arch::crc32::crc32(&bytes)) != crc {
-            return Err("mailbox checksum mismatch".into());
+    /// The request a doorbell line points at in the ivshmem mailbox.
+    fn mailbox(&self, d: &Doorbell) -> Result<HostMsg, String> {
+        if d.dir != Dir::ToTarget {
+            return Err("a reply doorbell sent to the agent".into());
         }
-        match postcard::from_bytes::<HostMsg>(&bytes) {
-            // Only the harness's own messages, never a doorbell loop.
-            Ok(m) => Ok(m),
-            Err(e) => Err(format!("mailbox message does not decode: {e}")),
-        }
+        let dev = self.ivshmem.as_ref().filter(|d| d.has_mailbox()).ok_or("mailbox doorbell but no ivshmem mailbox")?;
+        let bytes = d.read_with(|r| dev.read_mailbox(r))?;
+        wire::decode_payload(&bytes).map_err(|e| format!("mailbox message: {e}"))
     }
 
-    /// Handle one message; false ends the agent.
-    fn handle(&mut self, msg: HostMsg) -> bool {
+    /// Handle one message (`via_mailbox`: it came through the mailbox); false ends the agent.
+    fn handle(&mut self, msg: HostMsg, via_mailbox: bool) -> bool {
         match msg {
             HostMsg::SetRuntime { segments } => self.runtime = Some(segments),
-            HostMsg::Ping { seq } => self.reply(&TargetMsg::Pong { seq }),
-            HostMsg::Resend => {
-                if let Some(bytes) = self.last_reply.clone() {
+            HostMsg::Ping { seq } => self.reply(&TargetMsg::Pong { seq }, via_mailbox),
+            HostMsg::Resend => match self.last_reply.take() {
+                Some(Last::Frame(bytes)) => {
                     self.channel.write_all(&bytes);
+                    self.last_reply = Some(Last::Frame(bytes));
                 }
-            }
+                Some(Last::Mailbox(payload)) => {
+                    self.post(&payload);
+                    self.last_reply = Some(Last::Mailbox(payload));
+                }
+                None => {}
+            },
             HostMsg::Shutdown => return false,
             HostMsg::Run(job) => {
                 if self.cmdline.panic_after.is_some_and(|n| self.runs >= n) {
@@ -241,7 +247,7 @@ impl Agent {
                     self.send(&TargetMsg::Log { text: format!("kernel messages during job seq {}:\n{text}", job.seq) });
                 }
                 let elapsed_us = report.elapsed_us;
-                self.reply(&TargetMsg::Result(report));
+                self.reply(&TargetMsg::Result(report), via_mailbox);
                 if self.cmdline.profile {
                     self.send(&TargetMsg::Log { text: prof.line(job.seq, elapsed_us) });
                 }
@@ -273,12 +279,33 @@ impl Agent {
         true
     }
 
-    /// Send a message and remember it for `Resend`.
-    fn reply(&mut self, msg: &TargetMsg) {
-        if let Some(bytes) = self.encode(msg) {
-            self.channel.write_all(&bytes);
-            self.last_reply = Some(bytes);
+    /// Send a message and remember it for `Resend`: through the mailbox when the request came
+    /// that way and the reply is big, otherwise as a frame.
+    fn reply(&mut self, msg: &TargetMsg, via_mailbox: bool) {
+        let payload = match wire::encode_payload(msg) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("trapdiff-agent: cannot encode a reply: {e}");
+                return;
+            }
+        };
+        if via_mailbox && self.caps.mailbox && mailbox::takes(payload.len()) && self.post(&payload) {
+            self.last_reply = Some(Last::Mailbox(payload));
+            return;
         }
+        let bytes = wire::frame_payload(&payload);
+        self.channel.write_all(&bytes);
+        self.last_reply = Some(Last::Frame(bytes));
+    }
+
+    /// Write a reply into the next half of the mailbox's reply area and ring the doorbell.
+    fn post(&mut self, payload: &[u8]) -> bool {
+        let (Some(dev), Some(off)) = (self.ivshmem.as_ref(), self.replies.place(payload.len())) else { return false };
+        if !dev.write_mailbox(off, &mailbox::envelope(payload)) {
+            return false;
+        }
+        self.channel.write_all(&Doorbell { dir: Dir::ToHost, offset: off }.line());
+        true
     }
 
     fn send(&mut self, msg: &TargetMsg) {

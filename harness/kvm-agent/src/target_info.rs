@@ -22,7 +22,7 @@ pub struct Caps {
     pub vcpu_events: bool,
     /// Device-nGnRE slots can be backed by a device BAR (ivshmem.rs); not a KVM cap.
     pub device_ngnre: bool,
-    /// The harness may put messages in the ivshmem mailbox (console::MAILBOX_MARKER).
+    /// The ivshmem mailbox carries requests and replies (`trapdiff_arch::mailbox`).
     pub mailbox: bool,
 }
 
@@ -50,7 +50,7 @@ impl Caps {
             (self.immediate_exit, "immediate_exit"),
             (self.vcpu_events, "vcpu_events"),
             (self.device_ngnre, "device_ngnre"),
-            (self.mailbox, "mailbox"),
+            (self.mailbox, trapdiff_arch::mailbox::CAP),
         ] {
             if on {
                 v.push(name.to_string());

@@ -10,7 +10,9 @@
 //! - **native**: on an arm64 Linux host with `/dev/kvm` the agent runs directly
 //!   (`kvm-agent --stdio`), frames over pipes. Elsewhere this mode reports why it cannot run.
 //!
-//! Device memory: QEMU gets an `ivshmem-plain` PCI device (`ivshmem`) whose BAR the agent maps for
+//! Device memory and the mailbox: QEMU gets an `ivshmem-plain` PCI device, backed by a file
+//! the harness shares (`mailbox::SharedFile`), whose last `trapdiff_arch::mailbox::SIZE`
+//! bytes are the mailbox for jobs and results; the agent maps the rest of the BAR for
 //! `device` regions with stage-2 Device-nGnRE (a VM_PFNMAP mapping of non-RAM, which KVM maps
 //! as a device at stage 2); Normal-NC needs a vfio-pci BAR (Linux >= 6.8) and is skipped.
 //!
@@ -27,9 +29,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::initramfs;
-use super::ivshmem::{SharedMemory, SHARED_MEMORY_BYTES};
 use super::kernel_config::check_kernel;
 use super::live::LiveBackend;
+use super::mailbox::SharedFile;
 use super::qemu::{qemu_base_args, qemu_program, qemu_version, TargetConfig};
 use crate::paths;
 
@@ -51,7 +53,14 @@ pub enum KvmError {
     NativeUnavailable(String),
     #[error("cannot read or write {0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error("cannot make the ivshmem file: {0}")]
+    Shared(std::io::Error),
 }
+
+/// Size of the ivshmem BAR (a power of two, as for every PCI BAR): its last
+/// `trapdiff_arch::mailbox::SIZE` bytes are the mailbox, the rest backs Device-nGnRE slots
+/// (all of one job's device slots together must fit).
+pub const SHARED_MEMORY_BYTES: u64 = 32 << 20;
 
 /// How to start the kvm backend.
 #[derive(Clone, Debug)]
@@ -78,20 +87,21 @@ pub fn default_kernel() -> PathBuf {
 }
 
 /// Build the kvm backend (boots lazily on the first case): a [`LiveBackend`] like the
-/// refhyp's, plus the ivshmem mailbox under QEMU (jobs go through shared memory when the
-/// agent offers it).
+/// refhyp's, plus the ivshmem mailbox under QEMU (jobs and results go through shared memory
+/// when the agent offers it; native mode has no ivshmem and keeps frames).
 pub fn backend(opts: &KvmOptions) -> Result<LiveBackend, KvmError> {
     if opts.native {
         let (config, platform) = target_config(opts, None)?;
         return Ok(LiveBackend::new("kvm", config, Some(platform)));
     }
-    let shm = SharedMemory::create()?;
+    let mailbox_at = SHARED_MEMORY_BYTES - trapdiff_arch::mailbox::SIZE as u64;
+    let shm = SharedFile::create("kvm-ivshmem", SHARED_MEMORY_BYTES, mailbox_at).map_err(KvmError::Shared)?;
     let (config, platform) = target_config(opts, Some(&shm.path))?;
     Ok(LiveBackend::new("kvm", config, Some(platform)).with_mailbox(Box::new(shm)))
 }
 
 /// The target to start and the platform string for outcome metadata. `shared`: the file
-/// behind the ivshmem BAR, whose end the harness writes mailbox messages into ([`backend`]);
+/// behind the ivshmem BAR, whose end is the mailbox ([`backend`]);
 /// without one the BAR is an anonymous memfd (Device-nGnRE slots work, no mailbox).
 pub fn target_config(opts: &KvmOptions, shared: Option<&Path>) -> Result<(TargetConfig, String), KvmError> {
     let agent = paths::agent_binary();

@@ -3,9 +3,10 @@
 //! raw `Report` decoded into an `Outcome` — the same code for both live backends, so a
 //! divergence between them is about the hypervisor, not the harness.
 //!
-//! Jobs travel over the target's serial console as frames, or, when the target offers a
-//! shared-memory [`Mailbox`] (the KVM agent's ivshmem BAR), as a doorbell line pointing into
-//! it: a serial console into a nested guest moves only tens of KB/s.
+//! Jobs and results travel over the target's serial console as frames, or, when the backend
+//! has a shared-memory [`Mailbox`] (the refhyp's RAM, the KVM agent's ivshmem BAR) and the
+//! target's Hello lists `mailbox`, through it, announced by doorbell lines
+//! (`trapdiff_arch::mailbox`): QEMU feeds a serial port about a byte per main-loop turn.
 //!
 //! Failures never lose the run: a target that dies, hangs, panics or garbles the channel is
 //! recorded in that case's outcome as `End::BackendError` (with the console tail), killed,
@@ -13,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use trapdiff_arch::mailbox;
 use trapdiff_arch::outcome::{End, Meta};
 use trapdiff_arch::quirk::Quirks;
 use trapdiff_arch::wire::{HostMsg, TargetInfo, TargetMsg};
@@ -26,13 +28,15 @@ pub const REPLY_MARGIN: Duration = Duration::from_secs(10);
 /// Boots that fail in a row before the backend stops trying (the boot circuit breaker).
 pub const MAX_BOOT_FAILURES: u32 = 3;
 
-/// A shared-memory side channel for big messages: the message goes into memory and a short
-/// doorbell line (`trapdiff_arch::wire::doorbell`) down the serial link.
+/// A shared-memory side channel for big messages (`trapdiff_arch::mailbox`): the message goes
+/// into memory and a short doorbell line down the serial link, both ways.
 pub trait Mailbox: Send + std::fmt::Debug {
-    /// Whether a postcard-encoded message of `len` bytes goes through the mailbox.
-    fn takes(&self, len: usize) -> bool;
-    /// Write `payload`; returns the doorbell line to send instead of the message.
+    /// Write a request `payload`; returns the doorbell line to send instead of the message.
     fn post(&mut self, payload: &[u8]) -> std::io::Result<Vec<u8>>;
+    /// The bytes of a range of the mailbox (a reply doorbell's envelope; the caller checks it).
+    fn fetch(&self, range: std::ops::Range<usize>) -> std::io::Result<Vec<u8>>;
+    /// Before a boot: fresh memory.
+    fn reset(&mut self) -> std::io::Result<()>;
 }
 
 #[derive(Debug)]
@@ -102,11 +106,11 @@ impl LiveBackend {
             return Err(TargetError::Died("not started".into(), String::new()));
         };
         if let (true, Some(m)) = (self.mailbox_on, self.mailbox.as_mut()) {
-            let payload = postcard::to_allocvec(msg).map_err(|e| TargetError::Encode(e.to_string()))?;
-            if m.takes(payload.len()) {
+            let payload = trapdiff_arch::wire::encode_payload(msg).map_err(|e| TargetError::Encode(e.to_string()))?;
+            if mailbox::takes(payload.len()) {
                 self.phases.mailbox_jobs += u64::from(matches!(msg, HostMsg::Run(_)));
                 let doorbell = m.post(&payload).map_err(|e| TargetError::Encode(format!("mailbox write: {e}")))?;
-                t.send_raw(&doorbell);
+                t.send_line(doorbell);
                 return Ok(());
             }
         }
@@ -114,10 +118,15 @@ impl LiveBackend {
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<TargetMsg, TargetError> {
-        match self.target.as_mut() {
-            Some(t) => t.recv(timeout),
-            None => Err(TargetError::Died("not started".into(), String::new())),
+        let mailbox = if self.mailbox_on { self.mailbox.as_deref() } else { None };
+        let Some(t) = self.target.as_mut() else {
+            return Err(TargetError::Died("not started".into(), String::new()));
+        };
+        let m = t.recv_via(timeout, mailbox)?;
+        if matches!(m, TargetMsg::Result(_)) && t.last_via_mailbox {
+            self.phases.mailbox_reports += 1;
         }
+        Ok(m)
     }
 
     /// Kernel findings since the last call (the lines of this case's WARN/BUG/... splats).
@@ -156,6 +165,9 @@ impl LiveBackend {
             return Ok(());
         }
         let start = Instant::now();
+        if let Some(m) = self.mailbox.as_mut() {
+            m.reset().map_err(|e| TargetError::Spawn("the shared-memory file".into(), e))?;
+        }
         let r = Target::spawn(&self.config).and_then(|t| {
             self.target = Some(t);
             self.handshake()
@@ -187,7 +199,7 @@ impl LiveBackend {
                 break info;
             }
         };
-        self.mailbox_on = self.mailbox.is_some() && info.caps.iter().any(|c| c == "mailbox");
+        self.mailbox_on = self.mailbox.is_some() && info.caps.iter().any(|c| c == mailbox::CAP);
         self.info = Some(info);
         self.send(&HostMsg::SetRuntime { segments: guest_payloads::lower::runtime_segments() })?;
         self.seq = self.seq.wrapping_add(1);
@@ -353,5 +365,71 @@ mod tests {
             assert!(b.unavailable().is_some_and(|w| w.contains("rebuild")), "a stale image is not booted again");
             assert_eq!(b.boots, 0);
         }
+    }
+
+    use super::super::mailbox::SharedFile;
+    use std::os::unix::fs::FileExt;
+    use trapdiff_arch::mailbox::{envelope, Dir, Doorbell, AREA, HALF};
+    use trapdiff_arch::wire::Report;
+
+    /// A target that, for each entry of `replies`, prints that line and then waits for one
+    /// line from the harness (a Resend), and finally idles.
+    fn scripted(tag: &str, replies: &[Vec<u8>]) -> TargetConfig {
+        let mut script = String::from("#!/bin/sh\n");
+        for r in replies {
+            let line = String::from_utf8_lossy(r);
+            script.push_str(&format!("printf '%s\\n' '{}'\nread l\n", line.trim_end()));
+        }
+        script.push_str("sleep 5\n");
+        let path = std::env::temp_dir().join(format!("trapdiff-mailbox-{tag}-{}.sh", std::process::id()));
+        std::fs::write(&path, script).expect("script");
+        TargetConfig { program: "/bin/sh".into(), args: vec![path.display().to_string()], boot_timeout: Duration::from_secs(5) }
+    }
+
+    fn result(seq: u32) -> (TargetMsg, Vec<u8>) {
+        let m = TargetMsg::Result(Report { seq, readback: vec![vec![0xab; 400]], ..Report::default() });
+        let p = trapdiff_arch::wire::encode_payload(&m).expect("encode");
+        (m, p)
+    }
+
+    #[test]
+    fn a_torn_reply_in_the_mailbox_is_asked_for_again() {
+        let file = SharedFile::create("reply-test", 4 << 20, 0).expect("file");
+        let (msg, payload) = result(7);
+        // The first reply half holds a torn copy (one byte flipped), the second the real one:
+        // as if the target's first write was damaged and its answer to Resend was whole.
+        let mut torn = envelope(&payload);
+        torn[20] ^= 0x40;
+        let f = std::fs::File::options().write(true).open(&file.path).expect("open");
+        f.write_all_at(&torn, AREA as u64).expect("write");
+        f.write_all_at(&envelope(&payload), (AREA + HALF) as u64).expect("write");
+        let first = Doorbell { dir: Dir::ToHost, offset: AREA }.line();
+        let second = Doorbell { dir: Dir::ToHost, offset: AREA + HALF }.line();
+        let mut t = Target::spawn(&scripted("torn", &[first, second])).expect("spawn");
+        let got = t.recv_via(Duration::from_secs(5), Some(&file)).expect("the resent reply");
+        assert_eq!(got, msg);
+        assert!(t.last_via_mailbox);
+        assert!(t.tail().contains("mailbox checksum mismatch"), "{}", t.tail());
+    }
+
+    #[test]
+    fn a_reply_that_stays_torn_or_has_no_mailbox_is_an_error_not_a_hang() {
+        let file = SharedFile::create("reply-test", 4 << 20, 0).expect("file");
+        let (_, payload) = result(8);
+        // An envelope whose checksum never matches its payload.
+        let mut env = envelope(&payload);
+        env[4] ^= 1;
+        std::fs::File::options().write(true).open(&file.path).expect("open").write_all_at(&env, AREA as u64).expect("write");
+        let bell = Doorbell { dir: Dir::ToHost, offset: AREA }.line();
+        let t0 = Instant::now();
+        let mut t = Target::spawn(&scripted("stays-torn", &vec![bell.clone(); 5])).expect("spawn");
+        let e = t.recv_via(Duration::from_secs(20), Some(&file)).expect_err("corrupt");
+        assert!(matches!(e, TargetError::Corrupt(..)), "{e}");
+        assert!(e.to_string().contains("mailbox checksum mismatch"), "{e}");
+        // A reply doorbell to a harness that offered no mailbox: never followed.
+        let mut t = Target::spawn(&scripted("no-mailbox", &vec![bell; 5])).expect("spawn");
+        let e = t.recv_via(Duration::from_secs(20), None).expect_err("corrupt");
+        assert!(e.to_string().contains("offered the target no mailbox"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "gave up promptly");
     }
 }

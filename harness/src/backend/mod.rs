@@ -50,16 +50,17 @@ pub struct Phases {
     /// shared-memory mailbox.
     pub job_bytes: u64,
     pub mailbox_jobs: u64,
-    /// Encoded report bytes received (postcard).
+    /// Encoded report bytes received (postcard), and how many reports came through the mailbox.
     pub report_bytes: u64,
+    pub mailbox_reports: u64,
 }
 
 pub mod initramfs;
-pub mod ivshmem;
 pub mod kernel_config;
 pub mod kernel_log;
 pub mod kvm;
 pub mod live;
+pub mod mailbox;
 pub mod model;
 pub mod qemu;
 pub mod refhyp;

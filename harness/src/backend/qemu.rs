@@ -1,7 +1,8 @@
 //! A live target process — QEMU running the refhyp or a kernel with the KVM agent, or the
 //! agent itself on a native arm64 host — and the framed channel over its stdin/stdout.
 //!
-//! A reader thread splits the target's output into frames and console lines; a writer thread
+//! A reader thread splits the target's output into frames, mailbox doorbells and console
+//! lines (a doorbell's message is read from the backend's [`Mailbox`]); a writer thread
 //! feeds its input, so a guest that stops reading can never block the harness. Console lines
 //! are kept (the tail goes into error messages) and scanned for kernel panics and oopses.
 
@@ -13,9 +14,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use trapdiff_arch::mailbox::{Dir, Doorbell};
 use trapdiff_arch::wire::{self, Frame, FrameReader, HostMsg, Line, TargetMsg};
 
 use super::kernel_log::KernelLog;
+use super::live::Mailbox;
 
 /// How to start a target.
 #[derive(Clone, Debug)]
@@ -86,6 +89,7 @@ fn die_with_parent(cmd: &mut Command) {
 
 enum FromTarget {
     Frame(Frame<TargetMsg>),
+    Doorbell(Doorbell),
     Console(String),
     Eof,
 }
@@ -105,6 +109,8 @@ pub struct Target {
     /// Kernel findings (WARN, BUG, Oops, ...) seen since the last call to `take_findings`.
     kernel_log: KernelLog,
     last_sent: Option<Vec<u8>>,
+    /// The last message `recv` returned came through the mailbox.
+    pub last_via_mailbox: bool,
 }
 
 impl Target {
@@ -137,6 +143,7 @@ impl Target {
                             for &b in &buf[..n] {
                                 let item = match reader.push::<TargetMsg>(b) {
                                     Some(Line::Frame(f)) => FromTarget::Frame(f),
+                                    Some(Line::Doorbell(d)) => FromTarget::Doorbell(d),
                                     Some(Line::Noise(l)) => FromTarget::Console(String::from_utf8_lossy(&l).trim_end().to_string()),
                                     None => continue,
                                 };
@@ -169,7 +176,7 @@ impl Target {
                 }
             });
         }
-        Ok(Target { child, to_target, from_target, console: VecDeque::new(), kernel_log: KernelLog::new(), last_sent: None })
+        Ok(Target { child, to_target, from_target, console: VecDeque::new(), kernel_log: KernelLog::new(), last_sent: None, last_via_mailbox: false })
     }
 
     pub fn send(&mut self, msg: &HostMsg) -> Result<(), TargetError> {
@@ -180,6 +187,12 @@ impl Target {
         Ok(())
     }
 
+    /// Send a line the caller made (a mailbox doorbell), kept for a resend like a frame.
+    pub fn send_line(&mut self, line: Vec<u8>) {
+        self.last_sent = Some(line.clone());
+        let _ = self.to_target.send(line);
+    }
+
     /// Send raw bytes (tests use this to inject garbage).
     pub fn send_raw(&mut self, bytes: &[u8]) {
         let _ = self.to_target.send(bytes.to_vec());
@@ -187,11 +200,40 @@ impl Target {
 
     /// Wait for the next message, resending or asking for a resend when a frame is corrupt.
     pub fn recv(&mut self, timeout: Duration) -> Result<TargetMsg, TargetError> {
+        self.recv_via(timeout, None)
+    }
+
+    /// The message a reply doorbell points at in `mailbox`, as a frame: a message whose bytes
+    /// fail the doorbell's checks is a corrupt frame (so it is asked for again).
+    fn fetch(&mut self, d: &Doorbell, mailbox: Option<&dyn Mailbox>) -> Frame<TargetMsg> {
+        let Some(m) = mailbox else { return Frame::Corrupt("a reply doorbell, but this harness offered the target no mailbox") };
+        let mut io_error = None;
+        let read = d.read_with(|r| m.fetch(r).map_err(|e| io_error = Some(e)).ok());
+        if let Some(e) = io_error {
+            self.note(format!("cannot read the mailbox file: {e}"));
+        }
+        match read.and_then(|bytes| wire::decode_payload(&bytes)) {
+            Ok(msg) => Frame::Msg(msg),
+            Err(why) => Frame::Corrupt(why),
+        }
+    }
+
+    /// [`Target::recv`], reading reply doorbells' messages from `mailbox`.
+    pub fn recv_via(&mut self, timeout: Duration, mailbox: Option<&dyn Mailbox>) -> Result<TargetMsg, TargetError> {
         let deadline = Instant::now() + timeout;
         let mut resends = 0u32;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.from_target.recv_timeout(left) {
+            let mut via_mailbox = false;
+            let item = match self.from_target.recv_timeout(left) {
+                Ok(FromTarget::Doorbell(d)) if d.dir == Dir::ToHost => {
+                    via_mailbox = true;
+                    Ok(FromTarget::Frame(self.fetch(&d, mailbox)))
+                }
+                Ok(FromTarget::Doorbell(d)) => Ok(FromTarget::Console(String::from_utf8_lossy(&d.line()).trim_end().to_string())),
+                other => other,
+            };
+            match item {
                 Ok(FromTarget::Frame(Frame::Msg(TargetMsg::BadFrame { reason }))) => {
                     self.note(format!("target rejected a frame: {reason}"));
                     resends += 1;
@@ -215,7 +257,10 @@ impl Target {
                 Ok(FromTarget::Frame(Frame::Msg(TargetMsg::Hello(info)))) if info.protocol != wire::PROTOCOL_VERSION => {
                     return Err(TargetError::Protocol(Some(info.protocol)));
                 }
-                Ok(FromTarget::Frame(Frame::Msg(m))) => return Ok(m),
+                Ok(FromTarget::Frame(Frame::Msg(m))) => {
+                    self.last_via_mailbox = via_mailbox;
+                    return Ok(m);
+                }
                 Ok(FromTarget::Frame(Frame::Corrupt(why))) if why == wire::STALE_HELLO => {
                     return Err(TargetError::Protocol(None));
                 }
@@ -242,6 +287,7 @@ impl Target {
                     let status = self.wait_exit();
                     return Err(TargetError::Died(status, self.tail()));
                 }
+                Ok(FromTarget::Doorbell(_)) => {} // became a frame or a console line above
                 Err(RecvTimeoutError::Timeout) => return Err(TargetError::Timeout(timeout, self.tail())),
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.wait_exit();

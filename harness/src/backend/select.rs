@@ -65,7 +65,7 @@ fn spec(name: &str, o: &BackendOptions) -> Result<BackendSpec, String> {
         "refhyp" => {
             let opts = super::refhyp::RefhypOptions { quirks: o.quirks, ..super::refhyp::RefhypOptions::default() };
             // Fail early, with the reason, when the image is missing; instances boot lazily.
-            super::refhyp::target_config(&opts).map_err(|e| e.to_string())?;
+            super::refhyp::target_config(&opts, None).map_err(|e| e.to_string())?;
             Ok(BackendSpec {
                 name: "refhyp".into(),
                 make: Box::new(move || super::refhyp::backend(&opts).map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())),

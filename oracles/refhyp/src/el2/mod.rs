@@ -3,12 +3,13 @@
 //!
 //! ```text
 //!   0x0800_0000  GICv3 distributor, 0x080a_0000 redistributors
-//!   0x0900_0000  PL011 UART (the harness channel when QEMU has no virtio console)
-//!   0x0a00_0000  virtio-mmio transports (a virtio console is the fast channel)
+//!   0x0900_0000  PL011 UART: frames and mailbox doorbells (the harness channel)
 //!   0x4000_0000  DTB (QEMU), then the refhyp image at 0x4020_0000 (text, data, bss, stack)
 //!   0x4100_0000  heap (32 MiB)
 //!   0x4300_0000  stage-2 table pool (1024 tables)
 //!   0x4400_0000  guest pool (512 MiB): every job's slots, placed from its base
+//!   0x6400_0000  mailbox (2 MiB, `trapdiff_arch::mailbox::REFHYP_PA`): requests and replies;
+//!                the harness reaches it through the file behind QEMU's RAM
 //! ```
 
 #[macro_use]
@@ -18,13 +19,13 @@ mod gic;
 mod heap;
 mod mmu;
 mod uart;
-mod virtio;
 
 use core::panic::PanicInfo;
 
 use refhyp::runner::Machine;
 use refhyp::session::{self, Session, Step};
 use refhyp::stage2::Table;
+use trapdiff_arch::mailbox;
 use trapdiff_arch::wire::TargetMsg;
 
 pub const HEAP_BASE: usize = 0x4100_0000;
@@ -33,6 +34,8 @@ pub const TABLES_BASE: usize = 0x4300_0000;
 pub const TABLES_COUNT: usize = 1024;
 pub const POOL_BASE: usize = 0x4400_0000;
 pub const POOL_SIZE: usize = 512 << 20;
+pub const MAILBOX_BASE: usize = mailbox::REFHYP_PA as usize;
+const _: () = assert!(POOL_BASE + POOL_SIZE <= MAILBOX_BASE, "the mailbox overlaps the guest pool");
 
 core::arch::global_asm!(
     r#"
@@ -179,8 +182,8 @@ extern "C" fn el2_unexpected(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
 fn die(text: &str) -> ! {
     let mut line = alloc::vec::Vec::from(text.as_bytes());
     line.push(b'\n');
-    channel_write(&line);
-    channel_write(&session::encode(&TargetMsg::Log { text: alloc::string::String::from(text) }));
+    uart::write(&line);
+    uart::write(&session::encode(&TargetMsg::Log { text: alloc::string::String::from(text) }));
     loop {
         core::hint::spin_loop();
     }
@@ -194,38 +197,6 @@ fn panic(info: &PanicInfo<'_>) -> ! {
 
 extern crate alloc;
 
-/// The virtio console, when QEMU has one; otherwise the channel is the PL011.
-static mut CONSOLE: Option<virtio::Console> = None;
-
-fn console() -> Option<&'static mut virtio::Console> {
-    // SAFETY: one CPU, and the console is only used from the main loop and from `die`, which
-    // never returns to it.
-    unsafe { (*(&raw mut CONSOLE)).as_mut() }
-}
-
-fn channel_write(bytes: &[u8]) {
-    match console() {
-        Some(c) => c.write(bytes),
-        None => uart::write(bytes),
-    }
-}
-
-fn channel_getc() -> u8 {
-    let Some(c) = console() else { return uart::getc() };
-    loop {
-        if let Some(b) = c.try_getc() {
-            return b;
-        }
-        c.ack_interrupt();
-        gic::set_spi_enabled(c.intid, true);
-        if c.try_getc().is_none() {
-            // SAFETY: WFI only waits; PSTATE.I is set at EL2, the pending interrupt just wakes.
-            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-        }
-        gic::set_spi_enabled(c.intid, false);
-    }
-}
-
 #[no_mangle]
 extern "C" fn rust_main() -> ! {
     // SAFETY: first thing at boot, single CPU, nothing else uses the EL2 translation regime.
@@ -234,30 +205,29 @@ extern "C" fn rust_main() -> ! {
     unsafe { heap::init(HEAP_BASE, HEAP_SIZE) };
     uart::init();
     gic::init();
-    if let Some(c) = virtio::Console::probe() {
-        gic::setup_spi(c.intid);
-        // SAFETY: boot is single-threaded; nothing else references CONSOLE yet.
-        unsafe { *(&raw mut CONSOLE) = Some(c) };
-    }
     let fwb = cpu::has_s2fwb();
-    // SAFETY: the pool ranges are RAM reserved for them (memory map above), identity-mapped
+    // SAFETY: the pool and mailbox ranges are RAM reserved for them (memory map above), identity-mapped
     // by `mmu::enable`, and these are the only references to them.
-    let (pool, tables) = unsafe {
-        (core::slice::from_raw_parts_mut(POOL_BASE as *mut u8, POOL_SIZE), core::slice::from_raw_parts_mut(TABLES_BASE as *mut Table, TABLES_COUNT))
+    let (pool, tables, mailbox) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(POOL_BASE as *mut u8, POOL_SIZE),
+            core::slice::from_raw_parts_mut(TABLES_BASE as *mut Table, TABLES_COUNT),
+            core::slice::from_raw_parts_mut(MAILBOX_BASE as *mut u8, mailbox::SIZE),
+        )
     };
     let mut machine = Machine { pool, pool_pa: POOL_BASE as u64, tables, tables_pa: TABLES_BASE as u64, fwb };
     let mut hw = cpu::Cpu::new(fwb);
     let hello = session::hello(read_sysreg!("midr_el1"), fwb);
-    channel_write(b"\n");
-    channel_write(&session::encode(&TargetMsg::Hello(hello)));
-    let mut s = Session::new();
+    uart::write(b"\n");
+    uart::write(&session::encode(&TargetMsg::Hello(hello)));
+    let mut s = Session::with_mailbox(mailbox);
     loop {
-        let b = channel_getc();
+        let b = uart::getc();
         match s.push(b, &mut hw, &mut machine) {
             Step::Idle => {}
-            Step::Reply(bytes) => channel_write(&bytes),
+            Step::Reply(bytes) => uart::write(&bytes),
             Step::Shutdown(bytes) => {
-                channel_write(&bytes);
+                uart::write(&bytes);
                 cpu::system_off();
             }
         }
