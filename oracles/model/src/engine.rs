@@ -10,7 +10,7 @@ use unicorn_engine::{RegisterARM, RegisterARM64, Unicorn};
 const SCRATCH: u64 = trapdiff_arch::abi::RESERVED_BASE;
 
 /// Each engine's translation buffer.
-const TCG_BUFFER_BYTES: u32 = 8 << 20;
+const TCG_BUFFER_BYTES: u32 = 4 << 20;
 
 /// The `until` of a step that needs none: in the scratch page, past its CLREX.
 const NO_EXIT: u64 = SCRATCH + 0x800;
