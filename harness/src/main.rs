@@ -121,7 +121,8 @@ enum Cmd {
         /// Generated cases for the memory figure (RSS after a tenth and at the end).
         #[arg(long, default_value_t = 100_000)]
         memory_cases: usize,
-        /// Leave out parts of the bench: `suite` (the whole suite on every backend), `memory`.
+        /// Leave out parts of the bench: `suite` (the whole suite on every backend), `fuzz` (30 s
+        /// of the fuzz loop on the mmio seeds), `memory`.
         #[arg(long, value_delimiter = ',')]
         skip: Vec<String>,
     },
@@ -596,6 +597,33 @@ fn main() -> ExitCode {
                         targets.push(trapdiff::bench::Target::at_most(&what, s.wall_seconds, 30.0, "s"));
                     }
                     Err(e) => eprintln!("suite: {e}"),
+                }
+            }
+            if !skip.iter().any(|s| s == "fuzz") {
+                // The fuzz loop on the mmio family, every chosen backend (an exec runs them at once).
+                let seeds: Vec<_> = loaded.iter().filter(|(_, c)| c.family == trapdiff_arch::case::Family::Mmio).map(|(_, c)| c.clone()).collect();
+                let made: Result<Vec<_>, String> = match select::specs(&BackendOptions { jobs: 1, ..opts.clone() }) {
+                    Ok(specs) => specs.iter().map(|s| (s.make)().map_err(|e| e.to_string())).collect(),
+                    Err(e) => Err(e.to_string()),
+                };
+                let cfg = trapdiff::fuzz::Config {
+                    seed: 1,
+                    time: std::time::Duration::from_secs(30),
+                    iters: None,
+                    out: None,
+                    found: None,
+                    minimise_budget: 0,
+                    progress: false,
+                    known: known.clone(),
+                };
+                match made.and_then(|b| trapdiff::fuzz::campaign(&cfg, b, seeds).map_err(|e| e.to_string())) {
+                    Ok(st) => targets.push(trapdiff::bench::Target::at_least(
+                        &format!("fuzz loop, mmio seeds, {} backends, 30 s (seeding included)", st.backends.len()),
+                        st.execs_per_second,
+                        100.0,
+                        "execs/s",
+                    )),
+                    Err(e) => eprintln!("fuzz: {e}"),
                 }
             }
             if !skip.iter().any(|s| s == "memory") && memory_cases > 0 {
